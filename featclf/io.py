@@ -286,8 +286,9 @@ def as_image_batch(X):
         return ImageBatch(_check_stack(X))
     if hasattr(X, "toarray") or hasattr(X, "iloc"):
         raise TypeError(
-            f"X is a {type(X).__name__}; featclf steps take images: an ndarray "
-            "(n, H, W[, C]), a list of arrays or a list of file paths"
+            f"X is a {type(X).__name__}: sparse and tabular input is not "
+            "supported; featclf steps take images: an ndarray (n, H, W[, C]), "
+            "a list of arrays or a list of file paths"
         )
     try:
         items = list(X)
