@@ -20,6 +20,7 @@ from sklearn.base import clone
 
 __all__ = [
     "EXPECTED_FAILED_CHECKS",
+    "CLASSIFIER_EXPECTED_FAILED_CHECKS",
     "expected_failed_checks",
     "check_image_estimator",
     "write_images",
@@ -82,19 +83,43 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
+#: the classifier checks (run only on classifiers, such as
+#: featclf.augmentation.AugmentedClassifier) that fit on 2-D tabular X.
+CLASSIFIER_EXPECTED_FAILED_CHECKS = {
+    name: _TABULAR + "Image version: the estimator's own tests."
+    for name in (
+        "check_classifier_data_not_an_array",
+        "check_classifiers_one_label",
+        "check_classifiers_one_label_sample_weights",
+        "check_classifiers_classes",
+        "check_classifiers_train",
+        "check_classifiers_train(readonly_memmap=True)",
+        "check_classifiers_train(readonly_memmap=True,X_dtype=float32)",
+        "check_classifiers_regression_target",
+        "check_supervised_y_2d",
+        "check_decision_proba_consistency",
+    )
+}
+
+
 def expected_failed_checks(estimator):
     """Return the expected failures for ``parametrize_with_checks``.
 
     Parameters
     ----------
     estimator : estimator instance
-        A featclf image step.
+        A featclf image step or image classifier.
 
     Returns
     -------
     failures : dict of str to str
-        Check name to reason, from :data:`EXPECTED_FAILED_CHECKS`.
+        Check name to reason, from :data:`EXPECTED_FAILED_CHECKS` (and
+        :data:`CLASSIFIER_EXPECTED_FAILED_CHECKS` for classifiers).
     """
+    from sklearn.base import is_classifier
+
+    if is_classifier(estimator):
+        return {**EXPECTED_FAILED_CHECKS, **CLASSIFIER_EXPECTED_FAILED_CHECKS}
     return dict(EXPECTED_FAILED_CHECKS)
 
 
@@ -203,7 +228,8 @@ def all_estimators():
     -------
     estimators : list of (str, type)
         ``(name, class)`` pairs sorted by name, for the public classes
-        defined in featclf that derive from ``sklearn.base.BaseEstimator``.
+        defined in featclf that derive from ``sklearn.base.BaseEstimator`` and
+        have a ``fit`` (parameter objects such as ``ImageAugmenter`` do not).
     """
     import importlib
     import inspect
@@ -228,6 +254,7 @@ def all_estimators():
                 and not name.startswith("_")
                 and not inspect.isabstract(obj)
                 and obj.__module__ == module.__name__
+                and hasattr(obj, "fit")  # not parameter objects (ImageAugmenter)
                 and name not in {"ImageTransformer", "FeatureExtractor"}
             ):
                 found[name] = obj
