@@ -1,0 +1,7 @@
+"""``python -m featclf`` runs the ``featclf`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``featclf`` command, one module each (see featclf.cli)."""

@@ -1,0 +1,228 @@
+"""Named pipelines: a feature choice plus a classifier choice, with defaults.
+
+A name reads ``<features>-<classifier>``, where ``<features>`` is one key of
+:data:`FEATURES` or several joined by ``+`` (combined with a
+``FeatureUnion``), for example ``hog-linsvm``, ``lbp-rbfsvm``,
+``color-rf`` or ``hog+color+lbp-linsvm``.
+
+Each feature factory returns the steps from raw images to a fixed-length
+matrix (with a ``Resize`` where the extractor needs one image size); each
+classifier factory returns the steps from features to labels, with the
+scaling that classifier needs. With one feature, its steps sit directly in
+the pipeline (grid parameters like ``hog__orientations`` and ``clf__C``);
+with several, they sit under ``features`` (``features__hog__hog__...``).
+"""
+
+import difflib
+
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+__all__ = [
+    "FEATURES", "CLASSIFIERS", "SHIPPED", "make_named_pipeline", "parse_pipeline_name",
+    "pipeline_names",
+]
+
+
+def hog_features(image_size=(64, 64), orientations=9, pixels_per_cell=(8, 8),
+                 cells_per_block=(2, 2), block_norm="L2-Hys", n_jobs=None):
+    """Resize to one size, then HOG (colour handled as scikit-image does)."""
+    from .features.hog import HOG
+    from .preprocessing import Resize
+
+    return [
+        ("resize", Resize(image_size, n_jobs=n_jobs)),
+        ("hog", HOG(orientations=orientations, pixels_per_cell=pixels_per_cell,
+                    cells_per_block=cells_per_block, block_norm=block_norm,
+                    n_jobs=n_jobs)),
+    ]
+
+
+def lbp_features(radii_points=((8, 1), (16, 2)), method="uniform", grid=(2, 2),
+                 n_jobs=None):
+    """Uniform LBP histograms at two scales over a 2x2 grid (any image size)."""
+    from .features.lbp import LBP
+
+    return [("lbp", LBP(radii_points=radii_points, method=method, grid=grid,
+                        n_jobs=n_jobs))]
+
+
+def color_features(color_space="hsv", bins=8, mode="joint", grid=(2, 2), n_jobs=None):
+    """Joint HSV histograms, 8 bins per channel, over a 2x2 grid."""
+    from .features.color import ColorHistogram
+
+    return [("color", ColorHistogram(color_space=color_space, bins=bins, mode=mode,
+                                     grid=grid, n_jobs=n_jobs))]
+
+
+#: feature name -> factory returning ``[(step_name, estimator), ...]``.
+FEATURES = {
+    "hog": hog_features,
+    "lbp": lbp_features,
+    "color": color_features,
+}
+
+
+def linear_svm(random_state=None):
+    """Standardise, then a linear SVM (C=0.1 suits standardised HOG/histograms)."""
+    return [("scale", StandardScaler()),
+            ("clf", LinearSVC(C=0.1, random_state=random_state))]
+
+
+def logistic_regression(random_state=None):
+    """Standardise, then multinomial logistic regression."""
+    return [("scale", StandardScaler()),
+            ("clf", LogisticRegression(C=0.1, max_iter=2000, random_state=random_state))]
+
+
+def rbf_svm(random_state=None):
+    """Standardise, then an RBF SVM with probability-free decision scores."""
+    return [("scale", StandardScaler()),
+            ("clf", SVC(kernel="rbf", C=10.0, gamma="scale", random_state=random_state))]
+
+
+def random_forest(random_state=None):
+    """A random forest (no scaling needed)."""
+    return [("clf", RandomForestClassifier(n_estimators=300, random_state=random_state,
+                                           n_jobs=None))]
+
+
+#: classifier name -> factory returning ``[(step_name, estimator), ...]``.
+CLASSIFIERS = {
+    "linsvm": linear_svm,
+    "logreg": logistic_regression,
+    "rbfsvm": rbf_svm,
+    "rf": random_forest,
+}
+
+
+def _closest(name, choices):
+    match = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def parse_pipeline_name(name):
+    """Split a pipeline name into its feature names and classifier name.
+
+    Parameters
+    ----------
+    name : str
+        For example ``"hog+color-linsvm"``.
+
+    Returns
+    -------
+    features : list of str
+        Keys of :data:`FEATURES`.
+    classifier : str
+        A key of :data:`CLASSIFIERS`.
+
+    Raises
+    ------
+    ValueError
+        If the name is malformed or names an unknown feature or classifier.
+    """
+    features_part, sep, classifier = str(name).rpartition("-")
+    if not sep or not features_part:
+        raise ValueError(
+            f"pipeline name {name!r} must read '<features>-<classifier>', "
+            f"for example 'hog-linsvm'; known: {', '.join(pipeline_names())}"
+        )
+    if classifier not in CLASSIFIERS:
+        raise ValueError(
+            f"unknown classifier {classifier!r} in pipeline {name!r}"
+            f"{_closest(classifier, CLASSIFIERS)}; choose from {', '.join(CLASSIFIERS)}"
+        )
+    features = features_part.split("+")
+    for feature in features:
+        if feature not in FEATURES:
+            raise ValueError(
+                f"unknown feature {feature!r} in pipeline {name!r}"
+                f"{_closest(feature, FEATURES)}; choose from {', '.join(FEATURES)}"
+            )
+    if len(set(features)) != len(features):
+        raise ValueError(f"pipeline {name!r} names a feature twice")
+    return features, classifier
+
+
+def make_named_pipeline(name, *, random_state=0, n_jobs=None, memory=None,
+                        feature_params=None):
+    """Build the pipeline a name describes.
+
+    Parameters
+    ----------
+    name : str
+        ``<features>-<classifier>``, see :func:`pipeline_names`.
+    random_state : int, default=0
+        Seed for the classifier (and any seeded step).
+    n_jobs : int, default=None
+        Passed to the feature extractors (joblib's meaning).
+    memory : str or joblib.Memory, default=None
+        Passed to :class:`~sklearn.pipeline.Pipeline` to cache fitted
+        transformers (feature extraction) across a grid search.
+    feature_params : dict of str to dict, default=None
+        Keyword arguments per feature factory, e.g.
+        ``{"hog": {"image_size": (28, 28), "pixels_per_cell": (4, 4)}}``.
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+        Unfitted; takes an image batch (see :mod:`featclf.io`).
+
+    Examples
+    --------
+    >>> from featclf.pipelines import make_named_pipeline
+    >>> [step for step, _ in make_named_pipeline("hog-linsvm").steps]
+    ['resize', 'hog', 'scale', 'clf']
+    """
+    features, classifier = parse_pipeline_name(name)
+    feature_params = dict(feature_params or {})
+    unknown = set(feature_params) - set(features)
+    if unknown:
+        raise ValueError(
+            f"feature_params names {sorted(unknown)}, which pipeline {name!r} "
+            f"does not use (its features: {features})"
+        )
+    feature_steps = {
+        feature: FEATURES[feature](n_jobs=n_jobs, **feature_params.get(feature, {}))
+        for feature in features
+    }
+    classifier_steps = CLASSIFIERS[classifier](random_state=random_state)
+    if len(features) == 1:
+        steps = feature_steps[features[0]] + classifier_steps
+    else:
+        union = FeatureUnion([
+            (feature, Pipeline(steps)) for feature, steps in feature_steps.items()
+        ])
+        steps = [("features", union)] + classifier_steps
+    return Pipeline(steps, memory=memory)
+
+
+#: The named pipelines featclf ships and tests: features -> classifiers that suit
+#: them. Register a new feature here too (e.g. "bovw": ("linsvm", "chi2svm")).
+SHIPPED = {
+    "hog": ("linsvm", "logreg", "rbfsvm", "rf"),
+    "lbp": ("linsvm", "rbfsvm", "rf"),
+    "color": ("linsvm", "rbfsvm", "rf"),
+    "hog+color+lbp": ("linsvm", "logreg"),
+}
+
+
+def pipeline_names():
+    """Return the shipped pipeline names.
+
+    Every feature of :data:`FEATURES` with every classifier of
+    :data:`CLASSIFIERS` that suits it, plus the combined features.
+
+    Returns
+    -------
+    names : list of str
+        Sorted names such as ``"hog-linsvm"``.
+    """
+    names = set()
+    for features, classifiers in SHIPPED.items():
+        if all(f in FEATURES for f in features.split("+")):
+            names.update(f"{features}-{c}" for c in classifiers if c in CLASSIFIERS)
+    return sorted(names)
