@@ -11,6 +11,8 @@ import importlib
 _LOCATIONS = {
     "ColorHistogram": "color",
     "DescriptorSet": "descriptors",
+    "DenseSIFT": "sift",
+    "SIFT": "sift",
 }
 
 __all__ = sorted(_LOCATIONS)
