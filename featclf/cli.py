@@ -67,6 +67,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
         print(f"featclf {args.command}: error: {exc}", file=sys.stderr)
         return 1
