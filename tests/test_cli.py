@@ -8,7 +8,7 @@ from featclf.testing import write_images
 
 
 def test_default_runs_on_digits(capsys):
-    assert main(["-p", "color-rf"]) == 0
+    assert main(["-p", "color-linsvm"]) == 0
     out = capsys.readouterr().out
     assert "scikit-learn digits" in out and "accuracy:" in out and "confusion matrix" in out
 

@@ -42,7 +42,7 @@ def test_color_pipeline_fits_and_predicts_digits():
     from featclf.datasets import load_digits_images
 
     images, labels, _ = load_digits_images()
-    pipeline = make_named_pipeline("color-rf", feature_params={"color": {"grid": (4, 4)}})
+    pipeline = make_named_pipeline("color-linsvm", feature_params={"color": {"grid": (4, 4)}})
     pipeline.fit(images[:1000], labels[:1000])
     accuracy = np.mean(pipeline.predict(images[1000:]) == labels[1000:])
     assert accuracy > 0.5  # gray-level histograms over a 4x4 grid still see the strokes

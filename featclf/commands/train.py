@@ -31,15 +31,13 @@ def register(subparsers):
     """Add the ``train`` subcommand to ``subparsers``."""
     import argparse
 
-    from ..pipelines import pipeline_names
-
     parser = subparsers.add_parser(
         "train", help=HELP, description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--pipeline", "-p", default="hog-linsvm",
-                        help="named pipeline, e.g. " + ", ".join(pipeline_names()[:6])
-                        + " (see --list); default: %(default)s")
+                        help="named pipeline: hog-linsvm, lbp-rbfsvm, color-rf, "
+                        "hog+color+lbp-linsvm, ... (see --list); default: %(default)s")
     parser.add_argument("--list", action="store_true", help="list pipeline names and exit")
     data = parser.add_argument_group("data")
     data.add_argument("--data", metavar="DIR", help="image folder DIR/<class>/<image>")
