@@ -37,6 +37,7 @@ __all__ = [
     "as_image_batch",
     "check_image",
     "read_image",
+    "decode_image",
     "load_image_folder",
     "IMAGE_EXTENSIONS",
 ]
@@ -76,19 +77,42 @@ def read_image(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file {path!r} does not exist")
-    data = np.fromfile(path, dtype=np.uint8)
+    return decode_image(np.fromfile(path, dtype=np.uint8), f"image file {path!r}")
+
+
+def decode_image(data, name="image data"):
+    """Decode an encoded image (file contents) to an RGB ``uint8`` array.
+
+    :func:`read_image` reads a file with it; servers decode uploads with it,
+    so a model sees the same pixels from a file and from an upload.
+
+    Parameters
+    ----------
+    data : bytes or ndarray of uint8
+        The encoded image (JPEG, PNG, ...).
+    name : str, default="image data"
+        How error messages name the image.
+
+    Returns
+    -------
+    image : ndarray of shape (H, W, 3), dtype uint8
+        The decoded image, RGB channel order.
+
+    Raises
+    ------
+    ValueError
+        If the data is empty, truncated or not a decodable image.
+    """
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(
+        data, (bytes, bytearray, memoryview)) else np.asarray(data, dtype=np.uint8)
     if data.size == 0:
-        raise ValueError(f"image file {path!r} is empty (0 bytes)")
+        raise ValueError(f"{name} is empty (0 bytes)")
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:].tobytes():
         # libjpeg decodes a cut-off JPEG with a grey bottom and only a warning.
-        raise ValueError(
-            f"image file {path!r} is a truncated JPEG (no end-of-image marker)"
-        )
+        raise ValueError(f"{name} is a truncated JPEG (no end-of-image marker)")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(
-            f"image file {path!r} cannot be decoded: it is truncated or not an image"
-        )
+        raise ValueError(f"{name} cannot be decoded: it is truncated or not an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
