@@ -57,6 +57,7 @@ __all__ = [
     "load_model",
     "read_metadata",
     "check_versions",
+    "image_color",
     "LoadedModel",
     "ModelFileError",
     "UntrustedTypesError",
@@ -224,6 +225,26 @@ def _first_resize_size(pipeline):
     return None
 
 
+def image_color(X):
+    """Return the colour of an image batch: ``"gray"`` or ``"rgb"``.
+
+    Use it to record, at save time, what the model was fitted on (files are
+    always read as RGB; a stack ``(n, H, W)`` is gray).
+
+    Parameters
+    ----------
+    X : image batch
+        See :mod:`featclf.io`; only the first image is looked at.
+
+    Returns
+    -------
+    color : {"gray", "rgb"}
+    """
+    from .io import as_image_batch
+
+    return "gray" if as_image_batch(X)[0].ndim == 2 else "rgb"
+
+
 def save_model(path, pipeline, *, class_names=None, metrics=None,
                input_size=None, color=None, extra=None, trusted=None):
     """Save a fitted pipeline and its metadata to one model file.
@@ -251,7 +272,8 @@ def save_model(path, pipeline, *, class_names=None, metrics=None,
         What the pipeline's first step takes: ``"rgb"`` (default; what
         :func:`featclf.io.read_image` returns) or ``"gray"`` (the model was
         fitted on 2-D images without a ``Grayscale`` step; prediction tools
-        convert images to gray before calling it).
+        convert images to gray before calling it); :func:`image_color`
+        of the training images tells which.
     extra : dict, optional
         Any other JSON-serialisable information (data set, parameters...).
     trusted : sequence of str, optional

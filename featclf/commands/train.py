@@ -156,8 +156,14 @@ def run(args):
           f"({len(y_test) / max(predict_seconds, 1e-9):.0f} images/s)\n")
     print(format_summary(summary))
     if args.save:
-        import joblib
+        from ..persistence import image_color, save_model
 
-        joblib.dump(pipeline, args.save)
-        print(f"\nmodel saved to {args.save}")
+        train_accuracy = float(pipeline.score(x_train, y_train))
+        save_model(args.save, pipeline, class_names=names, color=image_color(x_train),
+                   metrics={"train": {"accuracy": train_accuracy, "n_images": len(y_train)},
+                            "test": {**summary, "n_images": len(y_test)}},
+                   extra={"pipeline": args.pipeline, "data": description,
+                          "seed": args.seed})
+        print(f"\nmodel saved to {args.save} (featclf model file; "
+              f"'featclf predict {args.save} IMAGES' uses it)")
     return 0

@@ -1,0 +1,271 @@
+"""Model files: identical predictions after a round trip, and refusal of
+tampered, foreign and code-running files."""
+
+import datetime
+import hashlib
+import json
+import os
+import pickle
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+from featclf.datasets import load_digits_images
+from featclf.persistence import (
+    FeatclfVersionWarning,
+    ModelFileError,
+    UntrustedTypesError,
+    load_model,
+    read_metadata,
+    save_model,
+)
+from featclf.pipelines import make_named_pipeline, pipeline_names
+
+
+@pytest.fixture(scope="module")
+def digits_rgb():
+    """120 real digits, upscaled to 32x32 RGB uint8: 90 train, 30 test."""
+    images, labels, names = load_digits_images()
+    big = np.stack([cv2.resize(img, (32, 32), interpolation=cv2.INTER_LINEAR)
+                    for img in images[:120]])
+    rgb = np.repeat(big[..., None], 3, axis=-1)
+    return rgb[:90], labels[:90], rgb[90:], labels[90:], names
+
+
+def fitted_pipeline(name, digits_rgb):
+    x_train, y_train, *_ = digits_rgb
+    try:
+        pipeline = make_named_pipeline(name, random_state=0)
+    except (ImportError, FileNotFoundError) as exc:  # an extra or a model is absent
+        pytest.skip(f"pipeline {name} is not available here: {exc}")
+    return pipeline.fit(x_train, y_train)
+
+
+def _scores(pipeline, images):
+    if hasattr(pipeline, "predict_proba"):
+        return pipeline.predict_proba(images)
+    return pipeline.decision_function(images)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory, digits_rgb):
+    pipeline = fitted_pipeline("color-linsvm", digits_rgb)
+    path = tmp_path_factory.mktemp("model") / "digits.featclf"
+    save_model(path, pipeline, class_names=digits_rgb[4],
+               metrics={"test": {"accuracy": np.float64(0.5)}}, extra={"data": "digits"})
+    return path
+
+
+@pytest.mark.parametrize("name", pipeline_names())
+def test_round_trip_gives_identical_predictions(name, digits_rgb, tmp_path):
+    pipeline = fitted_pipeline(name, digits_rgb)
+    x_test = digits_rgb[2]
+    path = tmp_path / f"{name}.featclf"
+    save_model(path, pipeline, class_names=digits_rgb[4])
+    loaded, metadata = load_model(path)
+    assert type(loaded) is type(pipeline)
+    np.testing.assert_array_equal(loaded.predict(x_test), pipeline.predict(x_test))
+    np.testing.assert_array_equal(_scores(loaded, x_test), _scores(pipeline, x_test))
+    assert metadata["class_names"] == [str(d) for d in range(10)]
+
+
+def test_metadata_records_what_a_user_needs(model_path):
+    metadata = read_metadata(model_path)
+    assert metadata["format"] == "featclf-model"
+    assert metadata["class_names"] == [str(d) for d in range(10)]
+    assert metadata["classes"] == list(range(10))
+    assert metadata["input"] == {"size": None, "color": "rgb"}
+    assert metadata["metrics"] == {"test": {"accuracy": 0.5}}
+    assert metadata["extra"] == {"data": "digits"}
+    assert set(metadata["versions"]) >= {"featclf", "scikit-learn", "numpy", "opencv",
+                                         "scikit-image", "skops"}
+    created = datetime.datetime.fromisoformat(metadata["created"])
+    assert abs((datetime.datetime.now(datetime.timezone.utc) - created).days) < 1
+    with zipfile.ZipFile(model_path) as archive:
+        payload = archive.read("model.skops")
+    assert metadata["model"]["sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_input_size_comes_from_the_resize_step(digits_rgb, tmp_path):
+    x_train, y_train, *_ = digits_rgb
+    from featclf.preprocessing import Resize
+    from sklearn.pipeline import make_pipeline
+    from featclf.features import ColorHistogram
+    from sklearn.linear_model import LogisticRegression
+
+    pipeline = make_pipeline(Resize((24, 20)), ColorHistogram(),
+                             LogisticRegression(max_iter=300)).fit(x_train, y_train)
+    metadata = save_model(tmp_path / "m.featclf", pipeline, color="rgb")
+    assert metadata["input"] == {"size": [24, 20], "color": "rgb"}
+    assert load_model(tmp_path / "m.featclf").metadata["input"]["size"] == [24, 20]
+
+
+def test_class_names_indexed_by_integer_label(digits_rgb, tmp_path):
+    x_train, y_train, *_ = digits_rgb
+    keep = np.isin(y_train, [3, 7])
+    pipeline = make_named_pipeline("color-linsvm").fit(x_train[keep], y_train[keep])
+    metadata = save_model(tmp_path / "m.featclf", pipeline, class_names=digits_rgb[4])
+    assert metadata["class_names"] == ["3", "7"]
+    with pytest.raises(ValueError, match="class_names"):
+        save_model(tmp_path / "n.featclf", pipeline, class_names=["a"])
+
+
+def test_save_refuses_unfitted_and_untrusted(tmp_path, digits_rgb):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    with pytest.raises(NotFittedError):
+        save_model(tmp_path / "m.featclf", make_named_pipeline("color-linsvm"))
+    x_train, y_train, *_ = digits_rgb
+    flatten = FunctionTransformer(np.reshape, kw_args={"shape": (len(x_train), -1)})
+    pipeline = make_pipeline(flatten, LogisticRegression(max_iter=50)).fit(x_train, y_train)
+    with pytest.raises(UntrustedTypesError, match="numpy.reshape") as info:
+        save_model(tmp_path / "m.featclf", pipeline)
+    assert info.value.types == ["numpy.reshape"]
+    assert not os.listdir(tmp_path)  # nothing written, no temporary file left
+
+
+def _rewrite(src, dst, *, metadata=None, payload=None, fix_hash=True):
+    """Copy a model file, replacing its metadata and/or payload."""
+    with zipfile.ZipFile(src) as archive:
+        old_metadata = json.loads(archive.read("metadata.json"))
+        old_payload = archive.read("model.skops")
+    metadata = old_metadata if metadata is None else metadata
+    payload = old_payload if payload is None else payload
+    if fix_hash:  # what an attacker who edits the file would do
+        metadata["model"]["sha256"] = hashlib.sha256(payload).hexdigest()
+        metadata["model"]["size_bytes"] = len(payload)
+    with zipfile.ZipFile(dst, "w") as archive:
+        archive.writestr("metadata.json", json.dumps(metadata))
+        archive.writestr("model.skops", payload)
+    return dst
+
+
+def test_edited_payload_is_refused_by_its_hash(model_path, tmp_path):
+    with zipfile.ZipFile(model_path) as archive:
+        payload = bytearray(archive.read("model.skops"))
+    payload[len(payload) // 2] ^= 0xFF
+    path = _rewrite(model_path, tmp_path / "edited.featclf", payload=bytes(payload),
+                    fix_hash=False)
+    with pytest.raises(ModelFileError, match="SHA-256.*modified or corrupted"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("where", [0.05, 0.3, 0.5, 0.8, 0.99])
+def test_flipped_byte_anywhere_is_refused_cleanly(model_path, tmp_path, where):
+    data = bytearray(model_path.read_bytes())
+    data[int(len(data) * where)] ^= 0x55
+    path = tmp_path / "flipped.featclf"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError):
+        load_model(path)
+
+
+class _WritesMarker:
+    """Unpickling this runs open(marker, 'w'): a stand-in for any payload."""
+
+    def __init__(self, marker):
+        self.marker = os.fspath(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_with_payload_is_refused_without_running(tmp_path):
+    marker = tmp_path / "payload-ran"
+    data = pickle.dumps(_WritesMarker(marker))
+    pickle.loads(data).close()  # the payload is live: unpickling runs it
+    assert marker.exists()
+    marker.unlink()
+
+    path = tmp_path / "model.featclf"
+    path.write_bytes(data)
+    with pytest.raises(ModelFileError, match="pickle"):
+        load_model(path)
+    import joblib
+
+    joblib.dump(_WritesMarker(marker), tmp_path / "model.joblib")
+    with pytest.raises(ModelFileError, match="pickle"):
+        load_model(tmp_path / "model.joblib")
+    assert not marker.exists()
+
+
+def test_pickle_inside_a_model_file_is_refused_without_running(model_path, tmp_path):
+    marker = tmp_path / "payload-ran"
+    path = _rewrite(model_path, tmp_path / "evil.featclf",
+                    payload=pickle.dumps(_WritesMarker(marker)))
+    with pytest.raises(ModelFileError, match="not a valid skops file"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_untrusted_type_in_payload_is_refused_and_listed(model_path, tmp_path):
+    import skops.io
+    from sklearn.preprocessing import FunctionTransformer
+
+    evil = FunctionTransformer(func=os.system, kw_args={"command": "touch x"})
+    path = _rewrite(model_path, tmp_path / "evil.featclf", payload=skops.io.dumps(evil))
+    with pytest.raises(UntrustedTypesError, match=r"allow-list: .*system") as info:
+        load_model(path)
+    assert any(name.endswith(".system") for name in info.value.types)
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("text", "not a zip archive"),
+    ("empty", "not a zip archive"),
+    ("zip without metadata", "no metadata.json"),
+    ("bare skops", "bare skops file"),
+    ("foreign metadata", "does not describe a featclf model"),
+    ("newer format", "upgrade featclf"),
+    ("no payload", "no model.skops"),
+])
+def test_foreign_files_are_refused(model_path, tmp_path, kind, message):
+    path = tmp_path / "foreign.featclf"
+    metadata = read_metadata(model_path)
+    if kind == "text":
+        path.write_text("hello, not a model\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "zip without metadata":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("readme.txt", "hi")
+    elif kind == "bare skops":
+        import skops.io
+
+        skops.io.dump(load_model(model_path).pipeline, path)
+    elif kind == "foreign metadata":
+        _rewrite(model_path, path, metadata={**metadata, "format": "something-else"})
+    elif kind == "newer format":
+        _rewrite(model_path, path, metadata={**metadata, "format_version": 99})
+    elif kind == "no payload":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("metadata.json", json.dumps(metadata))
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_missing_file_is_a_file_not_found_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model(tmp_path / "absent.featclf")
+
+
+def test_version_mismatch_warns_and_still_loads(model_path, tmp_path):
+    metadata = read_metadata(model_path)
+    metadata["versions"].update({"scikit-learn": "1.0.2", "featclf": "0.0.1"})
+    path = _rewrite(model_path, tmp_path / "old.featclf", metadata=metadata)
+    with pytest.warns(FeatclfVersionWarning,
+                      match=r"featclf 0\.0\.1 \(saved\).*scikit-learn 1\.0\.2 \(saved\)"):
+        pipeline, _ = load_model(path)
+    assert hasattr(pipeline, "predict")
+
+
+def test_same_versions_do_not_warn(model_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FeatclfVersionWarning)
+        load_model(model_path)
