@@ -106,3 +106,17 @@ def test_plot_is_saved(rgb_images, tmp_path):
     figure = plot_robustness({"a": table, "b": table}, tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 1000
     assert len([ax for ax in figure.axes if ax.get_visible()]) == 2
+
+
+def test_command_line_writes_the_table(tmp_path, capsys):
+    from featclf.cli import main
+
+    out = tmp_path / "robustness.md"
+    status = main(["robustness", "-p", "color-linsvm", "--perturbations", "blur,jpeg",
+                   "--n-train", "300", "--n-test", "60", "--markdown", str(out)])
+    assert status == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| color-linsvm | blur | 0: ")
+    assert "| color-linsvm | jpeg | 0: " in capsys.readouterr().out
+    assert main(["robustness", "--perturbations", "fog"]) == 1

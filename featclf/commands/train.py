@@ -39,6 +39,19 @@ def register(subparsers):
                         help="named pipeline: hog-linsvm, lbp-rbfsvm, color-rf, "
                         "hog+color+lbp-linsvm, ... (see --list); default: %(default)s")
     parser.add_argument("--list", action="store_true", help="list pipeline names and exit")
+    add_data_arguments(parser)
+    parser.add_argument("--image-size", type=int, metavar="N",
+                        help="resize to N x N before HOG, with N/8-pixel cells "
+                             "(default: 64)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="parallel jobs for feature extraction (joblib's meaning)")
+    parser.add_argument("--save", metavar="FILE", help="save the fitted model to FILE")
+    parser.set_defaults(func=run)
+
+
+def add_data_arguments(parser):
+    """Add the data options :func:`load_training_data` reads (shared by subcommands)."""
     data = parser.add_argument_group("data")
     data.add_argument("--data", metavar="DIR", help="image folder DIR/<class>/<image>")
     data.add_argument("--train-dir", metavar="DIR", help="training image folder")
@@ -51,14 +64,6 @@ def register(subparsers):
                            "(default: %(default)s)")
     data.add_argument("--n-train", type=int, help="use a seeded subset of the training set")
     data.add_argument("--n-test", type=int, help="use a seeded subset of the test set")
-    parser.add_argument("--image-size", type=int, metavar="N",
-                        help="resize to N x N before HOG, with N/8-pixel cells "
-                             "(default: 64)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--n-jobs", type=int, default=None,
-                        help="parallel jobs for feature extraction (joblib's meaning)")
-    parser.add_argument("--save", metavar="FILE", help="save the fitted model to FILE")
-    parser.set_defaults(func=run)
 
 
 def _split(images, labels, test_size, seed):
