@@ -13,6 +13,7 @@ _LOCATIONS = {
     "DescriptorSet": "descriptors",
     "DenseSIFT": "sift",
     "SIFT": "sift",
+    "HOG": "hog",
 }
 
 __all__ = sorted(_LOCATIONS)
