@@ -244,6 +244,16 @@ def read_results(path):
     return records
 
 
+def _end_with_newline(path):
+    """Terminate a last line cut short by a kill, so appends start afresh."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb+") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+
+
 def _append_result(path, record):
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, sort_keys=True) + "\n")
@@ -651,6 +661,7 @@ def _cross_validate_all(candidates, groups, features_for, train_rows, y_train, f
     todo = [i for i in range(len(candidates)) if i not in finished]
     if results is not None:
         Path(results).parent.mkdir(parents=True, exist_ok=True)
+        _end_with_newline(results)
 
     def tasks():
         for prefix_params, members in groups.values():
