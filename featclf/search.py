@@ -38,6 +38,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ import joblib
 import numpy as np
 from joblib import Memory, Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import (
     ParameterGrid,
@@ -66,6 +68,7 @@ __all__ = [
     "read_results",
     "check_cache_folder",
     "format_results_table",
+    "map_skipping_failures",
 ]
 
 SEARCH_METHODS = ("grid", "random", "halving")
@@ -261,12 +264,23 @@ def _append_result(path, record):
         os.fsync(handle.fileno())
 
 
-def _progress(total, description, quiet):
-    from tqdm.auto import tqdm
+class _NoProgress:
+    def update(self, n=1):
+        pass
 
-    disable = quiet or not sys.stderr.isatty()
-    return tqdm(total=total, desc=description, disable=disable, leave=False,
-                file=sys.stderr)
+    def close(self):
+        pass
+
+
+def _progress(total, description, quiet):
+    """A tqdm bar on stderr; none when quiet, not a terminal or tqdm is absent."""
+    if quiet or not sys.stderr.isatty():
+        return _NoProgress()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the optional 'grid' extra is not installed
+        return _NoProgress()
+    return tqdm(total=total, desc=description, leave=False, file=sys.stderr)
 
 
 # ----------------------------------------------------------------- extraction
@@ -295,44 +309,64 @@ def _fit_prefix(prefix, images, skip):
     raise ValueError("no image could be processed by the pipeline's first steps")
 
 
-def _extract(prefix, images, *, chunk_size=512, quiet=True, label=""):
-    """Run the stateless ``prefix`` over ``images``, skipping bad images.
+def map_skipping_failures(function, images, *, chunk_size=512, quiet=True, label=""):
+    """Apply ``function`` to ``images`` chunk by chunk, skipping images it fails on.
+
+    A chunk that raises ``OSError`` or ``ValueError`` (an unreadable file, an
+    image a step rejects) is retried one image at a time, so only the bad
+    images are dropped, and the reason for each is kept.
+
+    Parameters
+    ----------
+    function : callable
+        Takes a batch (a slice of ``images``) and returns an ndarray with one
+        row per image, or a list with one item per image.
+    images : list of paths or ndarray of shape (n, H, W[, C])
+    chunk_size : int, default=512
+        Images per call (and per progress-bar step).
+    quiet : bool, default=True
+        No progress bar.
+    label : str, default=""
+        Progress-bar label.
 
     Returns
     -------
-    features : ndarray of shape (n_valid, n_features) or list
-        Output for the images that worked, in order.
+    outputs : ndarray or list
+        ``function``'s output for the images that worked, in order.
     valid : ndarray of int
-        Their indices.
+        Their indices in ``images``.
     bad : dict of int to str
-        Index -> reason for the images that failed.
+        Index -> reason, for the images that failed.
     """
     n = len(images)
     bad = {}
     parts, valid = [], []
-    bar = _progress(n, f"extract {label}".strip(), quiet)
-    fitted = False
+    bar = _progress(n, label, quiet)
     for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        indices = list(range(start, stop))
-        if not fitted:
-            _fit_prefix(prefix, images, bad)
-            fitted = True
+        indices = list(range(start, min(start + chunk_size, n)))
         try:
-            parts.append(prefix.transform(_take(images, indices)))
+            parts.append(function(_take(images, indices)))
             valid.extend(indices)
         except (OSError, ValueError):
             for index in indices:  # find the bad images of this chunk
                 try:
-                    parts.append(prefix.transform(_take(images, [index])))
+                    parts.append(function(_take(images, [index])))
                     valid.append(index)
                 except (OSError, ValueError) as exc:
                     bad[index] = str(exc)
-        bar.update(stop - start)
+        bar.update(len(indices))
     bar.close()
     if not parts:
-        raise ValueError("no image could be processed by the pipeline's first steps")
+        first = next(iter(bad.values()), "no images")
+        raise ValueError(f"no image could be processed (first error: {first})")
     return _concatenate(parts), np.asarray(valid, dtype=int), bad
+
+
+def _extract(prefix, images, *, quiet=True, label=""):
+    """Fit the stateless ``prefix`` on one image and run it over ``images``."""
+    _fit_prefix(prefix, images, {})
+    return map_skipping_failures(prefix.transform, images, quiet=quiet,
+                                 label=f"extract {label}".strip())
 
 
 def _extract_keyed(prefix_description, data_fingerprint, prefix, images, quiet, label):
@@ -381,13 +415,17 @@ class _Features:
 # ----------------------------------------------------------------- candidates
 
 def _fit_and_score(suffix, params, X, y, train, test, scorer):
+    """Fit on one fold; return score, fit and score seconds, warning count."""
     estimator = clone(suffix).set_params(**params)
-    start = time.perf_counter()
-    estimator.fit(_take(X, train), y[train])
-    fit_time = time.perf_counter() - start
-    start = time.perf_counter()
-    score = float(scorer(estimator, _take(X, test), y[test]))
-    return score, fit_time, time.perf_counter() - start
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        start = time.perf_counter()
+        estimator.fit(_take(X, train), y[train])
+        fit_time = time.perf_counter() - start
+        start = time.perf_counter()
+        score = float(scorer(estimator, _take(X, test), y[test]))
+    n_convergence = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return score, fit_time, time.perf_counter() - start, n_convergence
 
 
 def _candidates(spec, search, n_iter, seed):
@@ -688,13 +726,15 @@ def _cross_validate_all(candidates, groups, features_for, train_rows, y_train, f
 
     outputs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(tagged())
     try:
-        for i, fold, score, fit_time, score_time in outputs:
-            partial.setdefault(i, {})[fold] = (score, fit_time, score_time)
+        for i, fold, *fold_result in outputs:
+            partial.setdefault(i, {})[fold] = fold_result
             if len(partial[i]) < len(folds):
                 continue
             by_fold = partial.pop(i)
-            scores, fit_times, score_times = zip(*(by_fold[f] for f in range(len(folds))))
+            scores, fit_times, score_times, n_warnings = zip(
+                *(by_fold[f] for f in range(len(folds))))
             record = _record(keys[i], candidates[i], scores, fit_times, score_times, context)
+            record["convergence_warnings"] = int(sum(n_warnings))
             if results is not None:
                 _append_result(results, record)
             finished[i] = _from_record(record, candidates[i], False)

@@ -361,6 +361,8 @@ def _named_pipeline(name, random_state, fail):
         fail(f"pipeline must be a string naming a pipeline, got {name!r}")
     try:
         return pipelines.make_named_pipeline(name, random_state=random_state)
+    except ImportError as exc:
+        fail(f"pipeline {name!r} needs a step that cannot be imported: {exc}")
     except (KeyError, ValueError) as exc:
         known = list(pipelines.pipeline_names())
         fail(f"unknown pipeline {name!r}{_suggest(name, known)} ({exc}); "

@@ -20,6 +20,7 @@ from .io import load_image_folder
 __all__ = [
     "LabelledImages",
     "Splits",
+    "load_labelled_folder",
     "load_splits",
     "split_stratified",
     "remove_duplicates",
@@ -117,7 +118,8 @@ class Splits:
         return hashlib.sha256("/".join(parts).encode()).hexdigest()[:16]
 
 
-def _from_folder(root):
+def load_labelled_folder(root):
+    """List an image folder ``root/<class>/<image>`` as :class:`LabelledImages`."""
     paths, labels, class_names = load_image_folder(root)
     names = np.asarray(class_names)
     return LabelledImages(paths, names[labels], list(class_names))
@@ -129,15 +131,17 @@ def _from_arrays(x, y, class_names):
 
 
 def load_splits(data, *, test_dir=None, test_size=0.25, validation_size=0.0,
-                seed=0, dedupe=False, max_train=None, max_test=None):
+                        seed=0, dedupe=False, max_train=None, max_test=None):
     """Load a labelled image set and split it for an experiment.
 
     Parameters
     ----------
     data : str or os.PathLike
         ``"digits"`` (scikit-learn's bundled 8x8 digits, for quick demos);
-        an ``.npz`` file in MNIST's layout (``x_train``, ``y_train``,
-        ``x_test``, ``y_test``); a folder holding ``train/`` and ``test/``
+        an ``.npz`` file read by
+        :func:`featclf.datasets.load_mnist` (``x_train``, ``y_train``,
+        ``x_test``, ``y_test``, ``class_names``) or, without ``x_train``,
+        :func:`featclf.datasets.load_cifar10`; a folder holding ``train/`` and ``test/``
         image folders; or one image folder ``root/<class>/<image>``, which
         is split stratified into train and test with ``seed``.
     test_dir : str or os.PathLike, default=None
@@ -169,14 +173,14 @@ def load_splits(data, *, test_dir=None, test_size=0.25, validation_size=0.0,
     """
     source = os.fspath(data)
     if test_dir is not None:
-        train = _from_folder(data)
-        test = _from_folder(test_dir)
+        train = load_labelled_folder(data)
+        test = load_labelled_folder(test_dir)
         source = f"{os.fspath(data)} + {os.fspath(test_dir)}"
     elif source == "digits":
         train, test = _digits(seed)
         source = "scikit-learn digits (8x8, 1797 images)"
     elif str(source).endswith(".npz"):
-        train, test = _npz(data)
+        train, test = _npz(data, max_train, max_test, seed)
     else:
         root = Path(data)
         if not root.exists():
@@ -184,10 +188,10 @@ def load_splits(data, *, test_dir=None, test_size=0.25, validation_size=0.0,
         if not root.is_dir():
             raise ValueError(f"data {source!r} is neither a folder, an .npz file nor 'digits'")
         if (root / "train").is_dir() and (root / "test").is_dir():
-            train = _from_folder(root / "train")
-            test = _from_folder(root / "test")
+            train = load_labelled_folder(root / "train")
+            test = load_labelled_folder(root / "test")
         else:
-            everything = _from_folder(root)
+            everything = load_labelled_folder(root)
             train, test = split_stratified(everything, test_size, seed)
     if train.class_names != test.class_names:
         raise ValueError(
@@ -291,28 +295,23 @@ def remove_duplicates(earlier, later):
 
 
 def _digits(seed):
-    from sklearn.datasets import load_digits
+    from .datasets import load_digits_images
 
-    digits = load_digits()
-    images = np.round(digits.images * (255 / 16)).astype(np.uint8)
-    everything = _from_arrays(images, digits.target, [str(d) for d in range(10)])
-    return split_stratified(everything, 0.25, seed)
+    images, labels, class_names = load_digits_images()
+    return split_stratified(_from_arrays(images, labels, class_names), 0.25, seed)
 
 
-def _npz(path):
+def _npz(path, n_train, n_test, seed):
+    """An .npz data set with a standard split (MNIST layout, or CIFAR-10 JPEG)."""
+    from . import datasets
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {os.fspath(path)!r} does not exist")
     with np.load(path) as arrays:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays.files)
-        if missing:
-            raise ValueError(f"{os.fspath(path)!r} lacks arrays {sorted(missing)}; "
-                             "expected x_train, y_train, x_test, y_test")
-        x_train, y_train = arrays["x_train"], arrays["y_train"]
-        x_test, y_test = arrays["x_test"], arrays["y_test"]
-    classes = np.union1d(np.unique(y_train), np.unique(y_test))
-    class_names = [str(c) for c in classes]
-    lookup = {c: i for i, c in enumerate(classes)}
-    to_index = np.vectorize(lookup.__getitem__)
-    return (_from_arrays(x_train, to_index(y_train), class_names),
-            _from_arrays(x_test, to_index(y_test), class_names))
+        keys = set(arrays.files)
+    loader = datasets.load_mnist if "x_train" in keys else datasets.load_cifar10
+    x_train, y_train, x_test, y_test, class_names = loader(
+        path, n_train=n_train, n_test=n_test, random_state=seed)
+    return (_from_arrays(x_train, y_train, class_names),
+            _from_arrays(x_test, y_test, class_names))

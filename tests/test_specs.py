@@ -1,13 +1,16 @@
 """Pipeline spec loading (featclf.specs): building, grids, and clear errors."""
 
 import textwrap
+import tomllib
+from pathlib import Path
 
 import pytest
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
 from featclf.preprocessing import ColorSpace, Grayscale, Resize
-from featclf.specs import SpecError, load_spec, parse_spec
+from featclf.pipelines import make_named_pipeline, pipeline_names
+from featclf.specs import SpecError, describe_pipeline, load_spec, parse_spec, spec_paths
 
 EXPLICIT = """\
 description = "test spec"
@@ -144,3 +147,33 @@ def test_pipeline_is_a_real_sklearn_pipeline(tmp_path):
     spec = load_spec(write(tmp_path, EXPLICIT))
     assert isinstance(spec.pipeline, Pipeline)
     spec.pipeline.set_params(**{k: v[0] for k, v in spec.param_grid.items()})
+
+
+# ------------------------------------------------------------ shipped specs
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+def test_every_named_pipeline_has_a_spec():
+    shipped = {path.stem for path in spec_paths(SHIPPED_DIR)}
+    missing = sorted(set(pipeline_names()) - shipped)
+    assert not missing, (
+        f"named pipelines without a spec in pipelines/: {missing}; add "
+        "pipelines/<name>.toml with 'pipeline = \"<name>\"' and a [grid]")
+
+
+@pytest.mark.parametrize("path", spec_paths(SHIPPED_DIR), ids=lambda p: p.stem)
+def test_shipped_spec_is_its_named_pipeline(path):
+    data = tomllib.loads(path.read_text())
+    assert data.get("pipeline") == path.stem, "a shipped spec names its own pipeline"
+    assert "params" not in data, "shipped specs keep the named pipeline's defaults"
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        if "cannot be imported" in str(exc):
+            pytest.skip(str(exc))
+        raise
+    assert spec.description
+    named = make_named_pipeline(path.stem, random_state=0)
+    assert describe_pipeline(spec.pipeline) == describe_pipeline(named)
+    assert spec.n_candidates() >= 2
