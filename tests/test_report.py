@@ -101,7 +101,7 @@ def test_grid_command_writes_everything_and_resumes(spec_file, tmp_path, capsys)
     out = tmp_path / "run"
     assert main(grid_args(spec_file, out)) == 0
     printed = capsys.readouterr().out
-    for name in ("model.joblib", "report.html", "report.md", "results.jsonl",
+    for name in ("model.featclf", "report.html", "report.md", "results.jsonl",
                  "ranking.txt", "best_params.json", "confusion_matrix.png"):
         assert (out / name).is_file(), name
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
@@ -113,7 +113,7 @@ def test_grid_command_writes_everything_and_resumes(spec_file, tmp_path, capsys)
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
     assert "(0 computed, 2 resumed" in (out / "report.md").read_text()
 
-    assert main(["evaluate", str(out / "model.joblib"), "--data", "digits",
+    assert main(["evaluate", str(out / "model.featclf"), "--data", "digits",
                  "--out", str(tmp_path / "ev"), "--quiet"]) == 0
     evaluated = capsys.readouterr().out
     assert f"accuracy: {test_accuracy}" in evaluated
@@ -132,7 +132,7 @@ def test_grid_command_skips_unreadable_image(spec_file, tmp_path, rgb_images, ca
     assert "skipped 1 unreadable image" in capsys.readouterr().out
     assert "image_00003.png" in (out / "report.md").read_text()
 
-    assert main(["evaluate", str(out / "model.joblib"), "--data", str(data),
+    assert main(["evaluate", str(out / "model.featclf"), "--data", str(data),
                  "--out", str(tmp_path / "ev"), "--quiet"]) == 0
     assert "skipped 1 image" in capsys.readouterr().out
 
@@ -163,5 +163,5 @@ def test_grid_command_bad_input(case, message, spec_file, tmp_path, capsys):
 
 
 def test_evaluate_missing_model(tmp_path, capsys):
-    assert main(["evaluate", str(tmp_path / "none.joblib"), "--data", "digits"]) == 2
+    assert main(["evaluate", str(tmp_path / "none.featclf"), "--data", "digits"]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -26,7 +26,7 @@ def register(subparsers):
 
     parser = subparsers.add_parser("evaluate", help=HELP, description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="model file saved by 'featclf grid'")
+    parser.add_argument("model", help="model file (.featclf) saved by 'featclf grid' or 'featclf train --save'")
     parser.add_argument("--data", required=True, help="labelled image folder, .npz or 'digits'")
     parser.add_argument("--out", help="report folder (default: evaluate-<model name>)")
     parser.add_argument("--seed", type=int, default=0,
@@ -34,25 +34,6 @@ def register(subparsers):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
-
-
-def load_model(path):
-    """Load a model file; return ``(pipeline, metadata)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    try:
-        from ..persistence import load_model as persistence_load
-    except ImportError:
-        persistence_load = None
-    if persistence_load is not None and path.suffix != ".joblib":
-        return persistence_load(path)
-    import joblib
-
-    saved = joblib.load(path)
-    if isinstance(saved, dict) and "pipeline" in saved:
-        return saved["pipeline"], saved.get("metadata", {})
-    return saved, {}
 
 
 def _evaluation_images(data, seed):
@@ -66,6 +47,9 @@ def _evaluation_images(data, seed):
 
 def run(args):
     """Evaluate the model; return the exit status."""
+    from ..io import as_image_batch
+    from ..persistence import load_model
+    from ..prediction import ImagePredictor
     from ..report import write_report
     from ..search import map_skipping_failures
 
@@ -75,17 +59,25 @@ def run(args):
     except (OSError, ValueError) as exc:
         print(f"featclf evaluate: error: {exc}", file=sys.stderr)
         return 2
+    predictor = ImagePredictor(pipeline, metadata, n_jobs=None)
+
+    def predict(batch):
+        prepared = [predictor.prepare(image) for image in as_image_batch(batch)]
+        return pipeline.predict(prepared)
+
     predicted, valid, bad = map_skipping_failures(
-        pipeline.predict, images.images, quiet=args.quiet, label="predict")
+        predict, images.images, quiet=args.quiet, label="predict")
+    # the model file names each of pipeline.classes_
+    name_of = dict(zip(pipeline.classes_, predictor.class_names))
+    y_pred = np.asarray([str(name_of[label]) for label in predicted])
     y_true = images.labels[valid]
-    y_pred = np.asarray(predicted).astype(str)
-    model_classes = [str(c) for c in getattr(pipeline, "classes_", [])]
-    class_names = sorted(set(images.class_names) | set(model_classes) | set(y_pred))
+    class_names = sorted(set(images.class_names) | set(predictor.class_names))
     evaluated = [images.images[i] for i in valid] if images.is_paths else images.images[valid]
     skipped = [(images.name(i), reason) for i, reason in sorted(bad.items())]
     out = Path(args.out or f"evaluate-{Path(args.model).stem}")
     model_text = [f"model: {args.model}", f"data: {args.data} ({len(images)} images)"]
-    model_text += [f"{key}: {value}" for key, value in metadata.items()]
+    model_text += [f"{key}: {metadata[key]}" for key in
+                   ("created", "estimator", "class_names", "metrics", "extra") if key in metadata]
     paths = write_report(out, y_true, y_pred, class_names, images=evaluated,
                          skipped=skipped, title=f"featclf evaluate: {Path(args.model).name}",
                          sections=[("Model", "\n".join(model_text))])

@@ -2,7 +2,6 @@
 refit, test, save the model and write the report."""
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -87,6 +86,7 @@ def resolve_spec_path(spec):
 
 def run(args):
     """Run the search described by parsed ``args``; return the exit status."""
+    from ..persistence import image_color, save_model
     from ..report import write_report
     from ..search import SearchInterrupted, format_results_table, run_search
     from ..specs import SpecError, load_spec
@@ -131,20 +131,21 @@ def run(args):
         print(f"featclf grid: error: {exc}", file=sys.stderr)
         return 2
 
-    model_path = out / "model.joblib"
-    metadata = {
-        "spec": spec.name,
-        "spec_fingerprint": spec.fingerprint,
-        "data": splits.source,
-        "class_names": result.class_names,
-        "best_params": {k: _plain(v) for k, v in result.best_params.items()},
-        "cv_score": result.candidates[0].mean_score,
-    }
-    save_model(model_path, result.best_estimator, metadata)
+    best_params = {k: _plain(v) for k, v in result.best_params.items()}
+    test_accuracy = float((result.y_test == result.y_pred).mean())
+    model_path = out / "model.featclf"
+    save_model(
+        model_path, result.best_estimator,
+        metrics={"cv": {args.scoring: result.candidates[0].mean_score},
+                 "test": {"accuracy": test_accuracy, "n_images": len(result.y_test)}},
+        color=image_color(splits.train.images),
+        extra={"spec": spec.name, "spec_fingerprint": spec.fingerprint,
+               "data": splits.source, "best_params": best_params,
+               "search": args.search, "cv": args.cv, "seed": args.seed})
     table = format_results_table(result.candidates)
     (out / "ranking.txt").write_text(table + "\n", encoding="utf-8")
     (out / "best_params.json").write_text(
-        json.dumps(metadata["best_params"], indent=2) + "\n", encoding="utf-8")
+        json.dumps(best_params, indent=2) + "\n", encoding="utf-8")
     sections = [
         ("Search", _search_text(spec, splits, args, result)),
         ("Ranked candidates", table),
@@ -154,10 +155,8 @@ def run(args):
         images=result.test_images, skipped=result.skipped,
         title=f"featclf grid: {spec.name}", sections=sections)
     print(format_results_table(result.candidates, top=10))
-    print(f"best: {metadata['best_params']}  cv {args.scoring} "
-          f"{result.candidates[0].mean_score:.4f}")
-    print(f"test accuracy: {(result.y_test == result.y_pred).mean():.4f} "
-          f"on {len(result.y_test)} images")
+    print(f"best: {best_params}  cv {args.scoring} {result.candidates[0].mean_score:.4f}")
+    print(f"test accuracy: {test_accuracy:.4f} on {len(result.y_test)} images")
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable image(s): listed in the report")
     print(f"model: {model_path}\nreport: {paths['html']}")
@@ -189,15 +188,3 @@ def _search_text(spec, splits, args, result):
         lines.append(f"duplicates removed ({len(splits.removed_duplicates)}): "
                      + "; ".join(f"{b} = {a}" for a, b in splits.removed_duplicates))
     return "\n".join(lines)
-
-
-def save_model(path, pipeline, metadata):
-    """Save the fitted pipeline with its metadata (featclf.persistence when present)."""
-    try:
-        from ..persistence import save_model as persistence_save
-    except ImportError:
-        import joblib
-
-        joblib.dump({"pipeline": pipeline, "metadata": metadata}, path)
-        return os.fspath(path)
-    return persistence_save(path, pipeline, metadata)
