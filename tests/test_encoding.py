@@ -1,0 +1,349 @@
+"""BagOfVisualWords: encodings against hand-computed cases, pyramid pooling,
+normalisation, leakage-free refitting in cross-validation, and bad input."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.pipeline import make_pipeline
+
+from featclf.encoding import BagOfVisualWords, _gmm_posteriors, pyramid_weights
+from featclf.features import DescriptorSet
+
+ENCODINGS = ["hard", "soft", "vlad", "fisher"]
+
+
+def make_set(descriptors, positions=None, image_shape=(32, 32)):
+    """A DescriptorSet from explicit rows (positions default to the centre)."""
+    descriptors = np.asarray(descriptors, dtype=np.float32)
+    k = len(descriptors)
+    if positions is None:
+        positions = np.tile([[image_shape[1] / 2, image_shape[0] / 2]], (k, 1))
+    return DescriptorSet(
+        descriptors, np.asarray(positions, np.float32), np.full(k, 8, np.float32), image_shape
+    )
+
+
+def random_sets(n_images=8, n_desc=60, n_dims=6, seed=0, image_shape=(40, 30)):
+    """Images whose descriptors cluster around a per-label centre."""
+    rng = np.random.default_rng(seed)
+    sets = []
+    for index in range(n_images):
+        centre = np.full(n_dims, float(index % 2))
+        desc = centre + 0.5 * rng.standard_normal((n_desc, n_dims))
+        xy = rng.uniform(0, 1, (n_desc, 2)) * [image_shape[1], image_shape[0]]
+        sets.append(make_set(desc, xy, image_shape))
+    return sets
+
+
+def fitted_with(encoding, codebook, **params):
+    """An encoder fitted on dummy data, then given a hand-chosen vocabulary."""
+    codebook = np.asarray(codebook, np.float32)
+    dummy = [make_set(np.random.default_rng(0).standard_normal((20, codebook.shape[1])))]
+    enc = BagOfVisualWords(len(codebook), encoding=encoding, random_state=0, **params)
+    enc.fit(dummy)
+    enc.codebook_ = codebook
+    return enc
+
+
+# ------------------------------------------------------------ hand-computed
+def test_hard_histogram_hand_computed_with_pyramid():
+    # 2 words at (0,0) and (4,0); 32x32 image, L=1: cells 0 1 / 2 3 (row-major)
+    enc = fitted_with("hard", [[0, 0], [4, 0]], pyramid_levels=1)
+    desc = [[1, 0], [5, 1], [3, -3], [0, 2]]  # words 0, 1, 1, 0
+    xy = [[2, 2], [30, 2], [30, 30], [31.9, 31.9]]  # cells 0, 1, 3, 3
+    out = enc.transform([make_set(desc, xy)])[0]
+    level0 = np.array([2, 2]) / 4 * 0.5  # counts / n_descriptors * weight 1/2
+    level1 = np.array([[1, 0], [0, 1], [0, 0], [1, 1]]) / 4 * 0.5
+    np.testing.assert_allclose(out, np.concatenate([level0, level1.ravel()]), atol=1e-7)
+    assert out.dtype == np.float32
+    assert enc.get_feature_names_out()[5] == "bovw_l1_c1_w1"
+
+
+def test_vlad_hand_computed():
+    enc = fitted_with("vlad", [[0, 0], [4, 0]])
+    # nearest words: (1,0)->0, (0,2)->0, (5,1)->1, (3,-3)->1 (9+9 > 1+9)
+    out = enc.transform([make_set([[1, 0], [0, 2], [5, 1], [3, -3]])])[0]
+    v0 = np.array([1 + 0, 0 + 2])  # residuals (1,0) + (0,2)
+    v1 = np.array([(5 - 4) + (3 - 4), 1 + (-3)])  # residuals (1,1) + (-1,-3) = (0,-2)
+    v0 = v0 / math.sqrt(1 + 4)  # intra-normalisation
+    v1 = v1 / math.sqrt(0 + 4)
+    v = np.concatenate([v0, v1])
+    v = np.sign(v) * np.sqrt(np.abs(v))  # signed square root
+    v = v / math.sqrt((v**2).sum())
+    np.testing.assert_allclose(out, v, atol=1e-6)
+    assert list(enc.get_feature_names_out()[:3]) == [
+        "vlad_l0_c0_w0_d0", "vlad_l0_c0_w0_d1", "vlad_l0_c0_w1_d0"
+    ]
+
+
+def test_vlad_without_power_normalisation():
+    enc = fitted_with("vlad", [[0, 0], [4, 0]], power_normalize=False)
+    out = enc.transform([make_set([[1, 0], [0, 2], [5, 1], [3, -3]])])[0]
+    v = np.array([1 / math.sqrt(5), 2 / math.sqrt(5), 0.0, -1.0])
+    np.testing.assert_allclose(out, v / math.sqrt(2.0), atol=1e-6)
+
+
+def test_fisher_vector_hand_computed():
+    enc = fitted_with("fisher", [[0, 0], [2, 0]])
+    w = [0.25, 0.75]
+    var = [[1.0, 1.0], [1.0, 4.0]]
+    enc.gmm_weights_ = np.array(w)
+    enc.gmm_variances_ = np.array(var)
+    mu = [[0.0, 0.0], [2.0, 0.0]]
+    xs = [[1.0, 0.0], [0.0, 1.0]]
+
+    def log_wn(x, k):  # log(w_k N(x | mu_k, diag var_k))
+        return math.log(w[k]) + sum(
+            -0.5 * (x[j] - mu[k][j]) ** 2 / var[k][j] - 0.5 * math.log(2 * math.pi * var[k][j])
+            for j in range(2)
+        )
+
+    # x1 = (1,0): log-terms differ only by log w and log var: ratio 0.75/0.25 / sqrt(4)
+    r1 = math.exp(log_wn(xs[0], 1) - log_wn(xs[0], 0))
+    assert r1 == pytest.approx(3 / 2)
+    # x2 = (0,1): Mahalanobis 1 vs 4 + 1/4
+    r2 = math.exp(log_wn(xs[1], 1) - log_wn(xs[1], 0))
+    assert r2 == pytest.approx(3 / 2 * math.exp(-0.5 * (4.25 - 1)))
+    gamma = [[1 / (1 + r1), r1 / (1 + r1)], [1 / (1 + r2), r2 / (1 + r2)]]
+
+    T = 2
+    g_mean, g_var = [], []
+    for k in range(2):
+        for j in range(2):
+            sd = math.sqrt(var[k][j])
+            g_mean.append(
+                sum(gamma[t][k] * (xs[t][j] - mu[k][j]) / sd for t in range(T))
+                / (T * math.sqrt(w[k]))
+            )
+            g_var.append(
+                sum(gamma[t][k] * ((xs[t][j] - mu[k][j]) ** 2 / var[k][j] - 1) for t in range(T))
+                / (T * math.sqrt(2 * w[k]))
+            )
+    v = np.array(g_mean + g_var)
+    v = np.sign(v) * np.sqrt(np.abs(v))
+    v = v / np.linalg.norm(v)
+
+    out = enc.transform([make_set(xs)])[0]
+    np.testing.assert_allclose(out, v, atol=1e-6)
+    names = enc.get_feature_names_out()
+    assert names[0] == "fisher_l0_c0_g0_mean_d0" and names[4] == "fisher_l0_c0_g0_var_d0"
+
+
+def test_gmm_posteriors_match_scikit_learn():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 5))
+    gmm = GaussianMixture(4, covariance_type="diag", random_state=0).fit(x)
+    post = _gmm_posteriors(x, gmm.means_, gmm.covariances_, gmm.weights_)
+    np.testing.assert_allclose(post, gmm.predict_proba(x), atol=1e-8)
+
+
+def test_soft_assignment_hand_computed():
+    enc = fitted_with("soft", [[0, 0], [4, 0]], soft_sigma=2.0)
+    out = enc.transform([make_set([[1, 0], [4, 1]])])[0]
+    # squared distances: (1,0): 1 and 9; (4,1): 17 and 1; kernel exp(-d / 8)
+    a = np.array([math.exp(-1 / 8), math.exp(-9 / 8)])
+    b = np.array([math.exp(-17 / 8), math.exp(-1 / 8)])
+    expected = (a / a.sum() + b / b.sum()) / 2
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_soft_with_one_neighbour_equals_hard():
+    sets = random_sets()
+    hard = BagOfVisualWords(5, random_state=0, pyramid_levels=1).fit(sets)
+    soft = BagOfVisualWords(
+        5, encoding="soft", soft_neighbors=1, random_state=0, pyramid_levels=1
+    ).fit(sets)
+    np.testing.assert_array_equal(hard.codebook_, soft.codebook_)
+    np.testing.assert_allclose(soft.transform(sets), hard.transform(sets), atol=1e-7)
+    assert soft.sigma_ > 0
+
+
+# ------------------------------------------------------- shapes, normalisation
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("levels", [0, 1, 2])
+def test_shapes_and_normalisation(encoding, levels):
+    sets = random_sets()
+    enc = BagOfVisualWords(4, encoding=encoding, pyramid_levels=levels, random_state=0)
+    out = enc.fit_transform(sets)
+    n_cells = sum(4**level for level in range(levels + 1))
+    per_cell = {"hard": 4, "soft": 4, "vlad": 4 * 6, "fisher": 2 * 4 * 6}[encoding]
+    assert out.shape == (len(sets), n_cells * per_cell)
+    assert out.dtype == np.float32
+    assert enc.n_features_out_ == out.shape[1] == len(enc.get_feature_names_out())
+    weights = pyramid_weights(levels)
+    level_slices = np.cumsum([0] + [4**level * per_cell for level in range(levels + 1)])
+    for level, weight in enumerate(weights):
+        part = out[:, level_slices[level] : level_slices[level + 1]]
+        if encoding in ("hard", "soft"):
+            assert (part >= 0).all()
+            # each level's cells sum to the level weight (Lazebnik normalisation)
+            np.testing.assert_allclose(part.sum(axis=1), weight, rtol=1e-5)
+        else:
+            # each level keeps an L2 norm proportional to its weight
+            np.testing.assert_allclose(
+                np.linalg.norm(part, axis=1), weight / np.linalg.norm(weights), rtol=1e-5
+            )
+    if encoding in ("hard", "soft"):
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    else:
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+
+
+def test_pyramid_weights():
+    np.testing.assert_allclose(pyramid_weights(0), [1.0])
+    np.testing.assert_allclose(pyramid_weights(1), [1 / 2, 1 / 2])
+    np.testing.assert_allclose(pyramid_weights(2), [1 / 4, 1 / 4, 1 / 2])
+    np.testing.assert_allclose(pyramid_weights(3), [1 / 8, 1 / 8, 1 / 4, 1 / 2])
+    for levels in range(6):
+        assert pyramid_weights(levels).sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="levels"):
+        pyramid_weights(-1)
+
+
+@pytest.mark.parametrize("encoding", ["vlad", "fisher"])
+def test_vector_cells_normalised_independently(encoding):
+    # L=1, all descriptors in the top-left cell: at level 1 that cell alone
+    # carries the level's norm, and equals the level-0 cell
+    sets = random_sets()
+    enc = BagOfVisualWords(3, encoding=encoding, pyramid_levels=1, random_state=0).fit(sets)
+    corner = make_set(sets[0].descriptors, np.full((60, 2), 1.0), (40, 30))
+    out = enc.transform([corner])[0]
+    per_cell = enc.n_features_out_ // 5
+    cells = out.reshape(5, per_cell)
+    norms = np.linalg.norm(cells, axis=1)
+    np.testing.assert_allclose(norms[[0, 1]], 1 / math.sqrt(2), rtol=1e-5)
+    np.testing.assert_array_equal(norms[2:], 0)
+    np.testing.assert_allclose(cells[0], cells[1], atol=1e-6)
+
+
+# --------------------------------------------------------- empty images
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_images_without_descriptors_give_zero_vectors(encoding):
+    sets = random_sets()
+    empty = DescriptorSet.empty(6, (40, 30))
+    enc = BagOfVisualWords(4, encoding=encoding, pyramid_levels=1, random_state=0)
+    out = enc.fit_transform(sets[:3] + [empty] + sets[3:])
+    assert not out[3].any()
+    assert out[[0, 1, 2, 4]].any(axis=1).all()
+    # an all-empty batch encodes to zeros too
+    assert not enc.transform([empty, empty]).any()
+
+
+def test_fit_without_enough_descriptors_is_an_error():
+    empty = DescriptorSet.empty(6, (40, 30))
+    with pytest.raises(ValueError, match="0 training descriptors"):
+        BagOfVisualWords(4).fit([empty, empty])
+    with pytest.raises(ValueError, match="n_words=100"):
+        BagOfVisualWords(100).fit(random_sets(n_images=2, n_desc=10))
+
+
+# ------------------------------------------------ sampling, refit per fold
+def test_training_sample_is_capped_and_spread_over_images():
+    sets = random_sets(n_images=6, n_desc=60)
+    enc = BagOfVisualWords(3, max_descriptors=100, random_state=0).fit(sets)
+    assert enc.n_training_descriptors_ == 100
+    small = [make_set(np.zeros((5, 6)))] + sets[:3]
+    enc = BagOfVisualWords(3, max_descriptors=50, random_state=0).fit(small)
+    assert enc.n_training_descriptors_ == 50  # 5 from the small image, 15 from each other
+
+
+@pytest.mark.parametrize("encoding", ["hard", "fisher"])
+def test_random_state_determinism(encoding):
+    sets = random_sets()
+    params = dict(n_words=4, encoding=encoding, max_descriptors=200)
+    a = BagOfVisualWords(**params, random_state=3).fit(sets)
+    b = BagOfVisualWords(**params, random_state=3).fit(sets)
+    c = BagOfVisualWords(**params, random_state=4).fit(sets)
+    np.testing.assert_array_equal(a.codebook_, b.codebook_)
+    np.testing.assert_array_equal(a.transform(sets), b.transform(sets))
+    assert not np.array_equal(a.codebook_, c.codebook_)
+
+
+def test_codebook_is_refitted_on_each_training_fold_only():
+    sets = random_sets(n_images=12, n_desc=40)
+    labels = np.arange(12) % 2
+    pipe = make_pipeline(
+        BagOfVisualWords(4, max_descriptors=300, random_state=0), LogisticRegression()
+    )
+    result = cross_validate(
+        pipe, sets, labels, cv=StratifiedKFold(3), return_estimator=True, return_indices=True
+    )
+    codebooks = [est[0].codebook_ for est in result["estimator"]]
+    for fitted, codebook, train in zip(
+        result["estimator"], codebooks, result["indices"]["train"]
+    ):
+        alone = BagOfVisualWords(4, max_descriptors=300, random_state=0)
+        alone.fit([sets[i] for i in train])
+        np.testing.assert_array_equal(codebook, alone.codebook_)
+        assert fitted[0].n_training_descriptors_ == 300
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not np.allclose(codebooks[i], codebooks[j])
+    whole = BagOfVisualWords(4, max_descriptors=300, random_state=0).fit(sets)
+    assert not any(np.allclose(codebook, whole.codebook_) for codebook in codebooks)
+
+
+# -------------------------------------------- invariances, pickle, clone
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_pickle_round_trip_and_clone(encoding):
+    sets = random_sets()
+    enc = BagOfVisualWords(
+        4, encoding=encoding, pyramid_levels=1, pca_components=3, random_state=0
+    ).fit(sets)
+    restored = pickle.loads(pickle.dumps(enc))
+    np.testing.assert_array_equal(restored.transform(sets), enc.transform(sets))
+    refit = clone(enc).fit(sets)
+    np.testing.assert_array_equal(refit.transform(sets), enc.transform(sets))
+    assert enc.pca_.n_components_ == 3 and enc.codebook_.shape == (4, 3)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_blocks_jobs_and_subsets_give_the_same_rows(encoding):
+    sets = random_sets(n_images=10)
+    enc = BagOfVisualWords(4, encoding=encoding, pyramid_levels=2, random_state=0).fit(sets)
+    reference = enc.transform(sets)
+    small_blocks = clone(enc).set_params(batch_size=100, n_jobs=2)
+    small_blocks.fit(sets)
+    np.testing.assert_allclose(small_blocks.transform(sets), reference, atol=1e-6)
+    subset = [7, 2, 5]
+    np.testing.assert_allclose(
+        enc.transform([sets[i] for i in subset]), reference[subset], atol=1e-6
+    )
+
+
+# ------------------------------------------------------------ bad input
+def test_bad_input_errors():
+    sets = random_sets(n_images=4)
+    enc = BagOfVisualWords(3, random_state=0)
+    with pytest.raises(TypeError, match="DenseSIFT"):
+        enc.fit(np.zeros((4, 128)))  # forgot the descriptor step
+    with pytest.raises(TypeError, match="single DescriptorSet"):
+        enc.fit(sets[0])
+    with pytest.raises(TypeError, match="item 1 is a ndarray"):
+        enc.fit([sets[0], np.zeros((5, 6))])
+    with pytest.raises(ValueError, match="empty batch"):
+        enc.fit([])
+    with pytest.raises(ValueError, match="image 2 has 5-dimensional"):
+        enc.fit(sets[:2] + [make_set(np.zeros((10, 5)))])
+    with pytest.raises(ValueError, match="n_words"):
+        BagOfVisualWords(0).fit(sets)
+    with pytest.raises(ValueError, match="encoding"):
+        BagOfVisualWords(encoding="sparse").fit(sets)
+    with pytest.raises(ValueError, match="pca_components=7"):
+        BagOfVisualWords(3, pca_components=7).fit(sets)
+
+    enc.fit(sets)
+    with pytest.raises(ValueError, match="image 1 has 5-dimensional"):
+        enc.transform([sets[0], make_set(np.zeros((10, 5)))])
+    nan = sets[1].descriptors.copy()
+    nan[3, 2] = np.nan
+    with pytest.raises(ValueError, match="image 1 has NaN"):
+        enc.transform([sets[0], make_set(nan)])
+    with pytest.raises(ValueError, match="NaN"):
+        BagOfVisualWords(3).fit([make_set(nan)])
