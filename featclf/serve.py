@@ -190,7 +190,7 @@ class BodySizeLimit:
             await _send_json(send, 413, self._too_large(f"of more than {received - 1} bytes"))
 
 
-def image_size(data, name):
+def image_size(data, name, max_pixels):
     """Read an encoded image's ``(width, height)`` from its header only.
 
     Parameters
@@ -199,6 +199,8 @@ def image_size(data, name):
         The encoded image.
     name : str
         How messages name it.
+    max_pixels : int
+        The service's limit, quoted in messages.
 
     Returns
     -------
@@ -219,7 +221,8 @@ def image_size(data, name):
             with Image.open(io.BytesIO(data)) as image:
                 return image.size
     except Image.DecompressionBombError as exc:
-        raise RequestError(413, "too_many_pixels", f"{name}: {exc}") from None
+        raise RequestError(413, "too_many_pixels",
+                           f"{name}: {exc} The limit is {max_pixels} pixels.") from None
     except Exception as exc:  # Pillow raises several types on garbage
         raise RequestError(
             415, "unsupported_media_type",
@@ -247,7 +250,7 @@ class _Service:
             name = f"file {filename!r}"
             if not data:
                 raise RequestError(415, "unsupported_media_type", f"{name} is empty")
-            width, height = image_size(data, name)
+            width, height = image_size(data, name, self.limits.max_pixels)
             if width * height > self.limits.max_pixels:
                 raise RequestError(
                     413, "too_many_pixels",

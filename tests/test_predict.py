@@ -21,6 +21,9 @@ from featclf.testing import write_images
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+#: 64 colour features: a quick fit, still a real featclf pipeline
+SMALL = {"color": {"bins": 4, "grid": (1, 1)}}
+
 
 def _digits(n):
     images, labels, names = load_digits_images()
@@ -35,7 +38,7 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     paths = {}
     for name in ("color-logreg", "color-linsvm"):
-        pipeline = make_named_pipeline(name).fit(images, labels)
+        pipeline = make_named_pipeline(name, feature_params=SMALL).fit(images, labels)
         paths[name] = folder / f"{name}.featclf"
         save_model(paths[name], pipeline, class_names=[f"digit{n}" for n in names])
     return paths
