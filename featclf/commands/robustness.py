@@ -16,7 +16,7 @@ in pixels; brightness = added fraction of the range; contrast = reduction
 Examples:
   featclf robustness -p hog-linsvm -p color-linsvm --dataset cifar10 \\
       --data-path cifar10_jpeg.npz --n-train 5000 --n-test 1000 --plot r.png
-  featclf robustness --model model.joblib --dataset mnist --data-path mnist.npz \\
+  featclf robustness --model model.featclf --dataset mnist --data-path mnist.npz \\
       --n-test 2000 --border constant --perturbations noise,rotation
 """
 
@@ -76,9 +76,9 @@ def run(args):
     x_train, y_train, x_test, y_test, _, description = load_training_data(args)
     models = {}
     for path in args.model or []:
-        import joblib
+        from ..persistence import load_model  # safe: never unpickles
 
-        models[path] = joblib.load(path)
+        models[path] = load_model(path).pipeline
     pipelines = args.pipeline or ([] if models else ["hog-linsvm"])
     print(f"data: {description}; {len(y_train)} train / {len(y_test)} test images")
     for name in pipelines:
