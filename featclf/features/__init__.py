@@ -14,6 +14,7 @@ _LOCATIONS = {
     "DenseSIFT": "sift",
     "SIFT": "sift",
     "HOG": "hog",
+    "LBP": "lbp",
 }
 
 __all__ = sorted(_LOCATIONS)

@@ -1,0 +1,147 @@
+"""LBP: codes identical to skimage, histograms, batching, errors, Brodatz accuracy."""
+
+import numpy as np
+import pytest
+from skimage import data
+from skimage.feature import local_binary_pattern
+
+from featclf.features import LBP
+from featclf.features.lbp import METHODS, lbp_codes, n_lbp_bins
+from featclf.preprocessing import to_gray, to_uint8
+
+from conftest import shared_path
+
+RADII_POINTS = [(8, 1), (16, 2), (24, 3), (4, 1), (8, 1.5), (12, 2.5), (6, 0.7)]
+
+
+def _test_images():
+    rng = np.random.default_rng(0)
+    return [
+        data.camera()[100:163, 200:251],  # odd size, real photo
+        data.brick()[:41, :64],  # real texture
+        rng.integers(0, 256, (40, 37), dtype=np.uint8),
+        (rng.integers(0, 3, (33, 35)) * 100).astype(np.uint8),  # many exact ties
+        np.full((20, 21), 77, np.uint8),  # flat: interpolation rounding decides
+    ]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("points, radius", RADII_POINTS)
+def test_codes_equal_skimage(points, radius, method):
+    if method in ("default", "ror") and points > 16:
+        pytest.skip("default/ror allow P <= 16")
+    for image in _test_images():
+        stack = np.stack([image, image[::-1, ::-1]])
+        codes = lbp_codes(stack, points, radius, method)
+        for got, img in zip(codes, stack):
+            expected = local_binary_pattern(img, points, radius, method)
+            np.testing.assert_array_equal(got, expected)
+            assert got.max() < n_lbp_bins(points, method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_histograms_equal_skimage_histograms(method, rgb_images):
+    pairs = [(8, 1), (12, 2.5)]
+    est = LBP(radii_points=pairs, method=method, grid=(2, 3)).fit(rgb_images)
+    features = est.transform(rgb_images)
+    assert features.shape == (8, 6 * sum(n_lbp_bins(p, method) for p, _ in pairs))
+    for image, row in zip(rgb_images, features):
+        gray = to_uint8(to_gray(image))
+        expected = []
+        for points, radius in pairs:
+            codes = local_binary_pattern(gray, points, radius, method).astype(int)
+            n_bins = n_lbp_bins(points, method)
+            for rows in np.array_split(np.arange(48), 2):
+                for cols in np.array_split(np.arange(40), 3):
+                    cell = codes[np.ix_(rows, cols)].ravel()
+                    expected.append(np.bincount(cell, minlength=n_bins) / cell.size)
+        np.testing.assert_allclose(row, np.concatenate(expected), atol=1e-7)
+
+
+def test_histograms_sum_to_one_per_cell(gray_images):
+    est = LBP(radii_points=[(8, 1), (16, 2)], method="nri_uniform", grid=(3, 2)).fit(gray_images)
+    features = est.transform(gray_images)
+    sums = [features[:, :6 * 59].reshape(-1, 6, 59).sum(axis=2),
+            features[:, 6 * 59:].reshape(-1, 6, 243).sum(axis=2)]
+    np.testing.assert_allclose(np.concatenate(sums, axis=1), 1.0, atol=1e-5)
+
+
+def test_float_and_colour_input_is_made_gray_uint8(rgb_images):
+    est = LBP(radii_points=[(8, 1)]).fit(rgb_images)
+    from_uint8 = est.transform(rgb_images)
+    floats = rgb_images.astype(np.float32) / 255
+    gray_u8 = np.stack([to_uint8(to_gray(image)) for image in floats])
+    np.testing.assert_array_equal(est.transform(floats), est.transform(gray_u8))
+    # RGB uint8 goes through the uint8 gray conversion directly
+    gray_direct = np.stack([to_gray(image) for image in rgb_images])
+    np.testing.assert_array_equal(from_uint8, est.transform(gray_direct))
+
+
+def test_images_of_different_sizes(gray_images):
+    est = LBP(radii_points=[(8, 1), (16, 2)], grid=2).fit(gray_images)
+    batch = [gray_images[0], gray_images[1][:30, :25], gray_images[2], gray_images[3][5:, 7:]]
+    together = est.transform(batch)
+    one_by_one = np.concatenate([est.transform([image]) for image in batch])
+    np.testing.assert_array_equal(together, one_by_one)
+
+
+def test_chunked_and_parallel_equal_single(gray_images, monkeypatch):
+    images = np.concatenate([gray_images] * 3)
+    params = dict(radii_points=[(8, 1), (24, 3)], grid=(2, 2))
+    single = LBP(**params).fit(images).transform(images)
+    parallel = LBP(**params, n_jobs=2).fit(images).transform(images)
+    np.testing.assert_array_equal(parallel, single)
+    monkeypatch.setattr(LBP, "_chunk_size", 5)
+    monkeypatch.setattr("featclf.features.lbp._GROUP_PIXELS", 3 * 48 * 40)
+    chunked = LBP(**params).fit(images).transform(images)
+    np.testing.assert_array_equal(chunked, single)
+
+
+def test_feature_names(gray_images):
+    est = LBP(radii_points=[(8, 1), (16, 2.5)], grid=(1, 2)).fit(gray_images)
+    names = est.get_feature_names_out()
+    assert len(names) == est.n_features_out_ == 2 * (10 + 18)
+    assert names[0] == "lbp_p8_r1_cell0_0_uniform0"
+    assert names[-1] == "lbp_p16_r2.5_cell0_1_uniform17"
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"radii_points": [(8, 0)]}, "R must be positive"),
+        ({"radii_points": [(0, 1)]}, "P=0"),
+        ({"radii_points": [(24, 3)], "method": "default"}, "2\\*\\*P bins"),
+        ({"radii_points": 8}, "radii_points"),
+        ({"radii_points": [(8.5, 1)]}, "radii_points"),
+        ({"radii_points": []}, "radii_points"),
+        ({"grid": (0, 2)}, "grid"),
+        ({"method": "var"}, "method"),
+    ],
+)
+def test_bad_parameters(params, match, gray_images):
+    with pytest.raises(ValueError, match=match):
+        LBP(**params).fit(gray_images)
+
+
+def test_image_smaller_than_grid_is_named(gray_images):
+    est = LBP(grid=(4, 4)).fit(gray_images)
+    with pytest.raises(ValueError, match="image 1.*smaller than the LBP grid"):
+        est.transform([gray_images[0], gray_images[1][:3, :3]])
+
+
+def test_lbp_svm_on_brodatz():
+    """Real data: uniform LBP (8,1)+(16,2)+(24,3) + RBF SVM on the Brodatz 64x64
+    patch set (13 textures, 364 train / 364 test patches), >= 95 %."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    patches = np.load(shared_path("data", "brodatz_usc_sipi", "brodatz13_patches64.npz"))
+    model = make_pipeline(
+        LBP(radii_points=[(8, 1), (16, 2), (24, 3)], method="uniform"),
+        StandardScaler(),
+        SVC(C=10, gamma="scale"),
+    )
+    model.fit(patches["x_train"], patches["y_train"])
+    accuracy = model.score(patches["x_test"], patches["y_test"])
+    assert accuracy >= 0.95, accuracy
