@@ -6,7 +6,7 @@ import pytest
 from skimage import data
 
 from featclf.features import SIFT, DenseSIFT, DescriptorSet
-from featclf.features.sift import _orientation_channels, dense_grid, normalize_sift, opencv_sift_on_grid, root_sift
+from featclf.features.sift import _pooled_orientation_maps, dense_grid, normalize_sift, opencv_sift_on_grid, root_sift
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +116,12 @@ def test_ramp_between_two_bins_is_split_linearly():
     rows, cols = np.mgrid[0:32, 0:32].astype(np.float64)
     theta = np.deg2rad(45 / 4)
     image = ((cols * np.cos(theta) - rows * np.sin(theta) + 20) / 100.0).astype(np.float32)
-    channels = _orientation_channels(image, 8)[1:-1, 1:-1]  # central differences
-    np.testing.assert_allclose(channels[..., 0], 0.75 / 100, rtol=2e-3)
-    np.testing.assert_allclose(channels[..., 1], 0.25 / 100, rtol=5e-3)
-    np.testing.assert_array_equal(channels[..., 2:], 0.0)
+    inside = np.arange(8, 25, 4)  # cells whose support (+-3 pixels) avoids the border
+    pooled = _pooled_orientation_maps(image, 8, 4, inside, inside)
+    cell_mass = 16 * 0.01  # a 4x4 triangular kernel has unit height, sum 16
+    np.testing.assert_allclose(pooled[..., 0], 0.75 * cell_mass, rtol=1e-3)
+    np.testing.assert_allclose(pooled[..., 1], 0.25 * cell_mass, rtol=1e-3)
+    np.testing.assert_array_equal(pooled[..., 2:], 0.0)
 
 
 def test_flat_and_tiny_images_give_zero_or_empty_sets():

@@ -16,7 +16,6 @@ turns into a fixed-length matrix. Colour images are converted to gray with
   grid as :class:`DenseSIFT`, as the reference for comparisons.
 """
 
-import functools
 import numbers
 
 import cv2
@@ -27,7 +26,15 @@ from ..base import ImageTransformer
 from ..preprocessing import to_float, to_gray, to_uint8
 from .descriptors import DescriptorSet
 
-__all__ = ["SIFT", "DenseSIFT", "dense_grid", "opencv_sift_on_grid", "root_sift"]
+__all__ = [
+    "SIFT",
+    "DenseSIFT",
+    "dense_grid",
+    "normalize_sift",
+    "opencv_grid_keypoints",
+    "opencv_sift_on_grid",
+    "root_sift",
+]
 
 #: Lowe's clipping value for normalised SIFT descriptors.
 SIFT_CLIP = 0.2
@@ -411,24 +418,29 @@ class DenseSIFT(ImageTransformer):
         if self.magnif is not None:
             gray = cv2.GaussianBlur(gray, (0, 0), cell / self.magnif,
                                     borderType=cv2.BORDER_REPLICATE)
-        channels = _orientation_channels(gray, self.n_bins_orientation)
-        kernel = 1.0 - np.abs(np.arange(1 - cell, cell, dtype=np.float32)) / cell
-        pooled = cv2.sepFilter2D(channels, -1, kernel, kernel,
-                                 borderType=cv2.BORDER_CONSTANT)
-        if pooled.ndim == 2:  # a single orientation channel
-            pooled = pooled[:, :, None]
         offsets = cell * np.arange(self.n_cells)
-        rows = first_y[:, None] + offsets  # (n_y, n_cells)
-        cols = first_x[:, None] + offsets  # (n_x, n_cells)
-        # (n_y, n_cells, n_x, n_cells, B) -> (n_y, n_x, cell row, cell col, B)
-        raw = pooled[rows[:, :, None, None], cols[None, None, :, :]]
-        raw = raw.transpose(0, 2, 1, 3, 4)
-        raw = raw * self._window(cell)[:, :, None]
+        rows, row_index = np.unique(first_y[:, None] + offsets, return_inverse=True)
+        cols, col_index = np.unique(first_x[:, None] + offsets, return_inverse=True)
+        # (len(rows), len(cols), B)
+        pooled = _pooled_orientation_maps(gray, self.n_bins_orientation, cell, rows, cols)
+        # (n_y, n_x, cell row, cell col, B), weighted by the window
+        row_index = row_index.reshape(len(first_y), self.n_cells)
+        col_index = col_index.reshape(len(first_x), self.n_cells)
+        window = self._window(cell)
+        cells = _cell_windows(pooled, row_index, col_index)
+        # merge (cell column, orientation): one run of n_cells * B values
+        # (a view when the cell columns are adjacent in `pooled`), so the
+        # window product loops over long rows
+        cells = cells.reshape(cells.shape[:3] + (-1,))
+        raw = np.multiply(cells, np.repeat(window, self.n_bins_orientation, axis=1))
         raw = raw.reshape(len(first_y) * len(first_x), -1)
+        # mass (sum of the raw descriptor), from per-cell sums over orientations
+        cell_sums = _cell_windows(pooled.sum(axis=2, keepdims=True), row_index, col_index)
+        mass = np.einsum("yxabk,ab->yx", cell_sums, window).ravel()
         span = (self.n_cells - 1) * cell + 1
-        mass = raw.sum(axis=1) / np.float32(span * span)
-        descriptors = normalize_sift(raw)
-        descriptors[mass < self.contrast_threshold] = 0.0
+        descriptors = _normalize_sift_in_place(
+            raw, SIFT_CLIP, zero=mass < self.contrast_threshold * span * span
+        )
         if self.root_sift:
             descriptors = root_sift(descriptors)
         return descriptors
@@ -445,87 +457,163 @@ class DenseSIFT(ImageTransformer):
         return np.outer(weights, weights).astype(np.float32)
 
 
-#: angle steps per orientation bin in the soft-binning lookup table
-_ANGLE_STEPS_PER_BIN = 512
+def _pooled_orientation_maps(gray, n_bins, cell, rows, cols):
+    """Soft-binned gradient magnitudes pooled into cells, at ``rows`` x ``cols``.
 
+    For each orientation bin ``k`` (one image-sized plane at a time, which
+    keeps the working set small): the channel ``m * max(0, 1 - |t - k|)``
+    with ``t = theta * B / (2 pi)`` and ``|t - k|`` measured around the
+    circle (linear interpolation between the two nearest bin centres), then
+    the separable triangular kernel ``1 - |d| / c`` (``|d| < c``): the
+    horizontal pass over every row, the vertical pass only over the sampled
+    columns. Pixels outside the image count as zero.
 
-@functools.lru_cache(maxsize=8)
-def _soft_binning_table(n_bins):
-    """Orientation-bin weights per quantised angle, shape (n_bins * S + 1, n_bins).
+    Parameters
+    ----------
+    gray : ndarray of shape (H, W), float32
+        The (smoothed) gray image.
+    n_bins : int
+        Orientation bins ``B``.
+    cell : int
+        Cell size ``c`` in pixels.
+    rows, cols : ndarray of int
+        Sorted pixel rows and columns where the pooled maps are needed.
 
-    Row ``i`` holds the linear-interpolation weights of the angle
-    ``2 pi i / (n_bins * S)`` over the ``n_bins`` bins (two non-zero
-    entries summing to 1); the last row is the full turn, equal to row 0.
+    Returns
+    -------
+    pooled : ndarray of shape (len(rows), len(cols), B), float32
     """
-    n_steps = n_bins * _ANGLE_STEPS_PER_BIN
-    position = np.arange(n_steps + 1) / _ANGLE_STEPS_PER_BIN
-    lower = np.floor(position).astype(np.intp)
-    upper_weight = position - lower
-    table = np.zeros((n_steps + 1, n_bins), np.float64)
-    rows = np.arange(n_steps + 1)
-    np.add.at(table, (rows, lower % n_bins), 1.0 - upper_weight)
-    np.add.at(table, (rows, (lower + 1) % n_bins), upper_weight)
-    table.flags.writeable = False
-    return table.astype(np.float32)
+    magnitude, position = _gradient_polar(gray, n_bins)
+    kernel = 1.0 - np.abs(np.arange(1 - cell, cell, dtype=np.float32)) / cell
+    row_slice, col_slice = _as_slice(rows), _as_slice(cols)
+    pooled = np.empty((len(rows), len(cols), n_bins), np.float32)
+    distance = np.empty_like(position)
+    weight = np.empty_like(position)
+    for k in range(n_bins):
+        if n_bins == 1:
+            weight = magnitude
+        else:
+            cv2.absdiff(position, (float(k), 0, 0, 0), dst=distance)
+            if k == 0:  # the circle wraps: bin 0 is also at t = B
+                wrapped = cv2.absdiff(position, (float(n_bins), 0, 0, 0))
+                cv2.min(distance, wrapped, dst=distance)
+            cv2.subtract((1.0, 0, 0, 0), distance, dst=weight)
+            cv2.threshold(weight, 0, 0, cv2.THRESH_TOZERO, dst=weight)
+            cv2.multiply(weight, magnitude, dst=weight)
+        across = cv2.filter2D(weight, -1, kernel[None, :], borderType=cv2.BORDER_CONSTANT)
+        across = np.ascontiguousarray(across[:, col_slice])
+        down = cv2.filter2D(across, -1, kernel[:, None], borderType=cv2.BORDER_CONSTANT)
+        pooled[:, :, k] = down[row_slice]
+    return pooled
 
 
-def _orientation_channels(gray, n_bins):
-    """Soft-binned gradient magnitudes, shape (H, W, n_bins), float32.
+def _gradient_polar(gray, n_bins):
+    """Gradient magnitude and orientation in bin units, each of shape (H, W).
 
-    The orientation is quantised to ``n_bins * 512`` steps per turn (0.09
-    degree for 8 bins; interpolation weights within 0.001 of exact) so that
-    binning is one table lookup per pixel.
+    Central differences ``[-1, 0, 1] / 2`` with replicated borders; the
+    orientation is measured counter-clockwise from +x with y pointing up
+    (OpenCV's SIFT convention) and scaled to ``[0, n_bins)``.
     """
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=1, scale=0.5,
                    borderType=cv2.BORDER_REPLICATE)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=1, scale=0.5,
                    borderType=cv2.BORDER_REPLICATE)
-    # y axis up (OpenCV SIFT): angle of (gx, -gy), in [0, 2 pi)
     magnitude, angle = cv2.cartToPolar(gx, -gy)
-    table = _soft_binning_table(n_bins)
-    steps = cv2.multiply(angle, (len(table) - 1) / (2 * np.pi))
-    index = cv2.add(steps, 0.5).astype(np.intp)  # round; angle < 2 pi
-    channels = np.take(table, index, axis=0, mode="clip")
-    np.multiply(channels, magnitude[:, :, None], out=channels)
-    return channels
+    return magnitude, cv2.multiply(angle, n_bins / (2 * np.pi))
 
 
-def normalize_sift(raw, clip=SIFT_CLIP):
+def _as_slice(indices):
+    """A slice equal to sorted ``indices`` when they are evenly spaced (a view
+    instead of a gather), else ``indices``."""
+    if len(indices) > 1:
+        spacing = indices[1] - indices[0]
+        if spacing > 0 and (np.diff(indices) == spacing).all():
+            return slice(indices[0], indices[-1] + 1, spacing)
+    return indices
+
+
+def _cell_windows(pooled, row_index, col_index):
+    """The pooled cells of every descriptor, shape (n_y, n_x, n_cells, n_cells, B).
+
+    ``row_index[i, a]`` (``col_index[j, b]``) is the row (column) of
+    ``pooled`` holding cell row ``a`` (column ``b``) of grid row ``i``
+    (column ``j``). When both are affine in ``(i, a)`` (the grid step is a
+    multiple of the cell spacing) the result is a strided view of
+    ``pooled``; otherwise a gathered copy.
+    """
+    affine_rows, affine_cols = _affine_strides(row_index), _affine_strides(col_index)
+    if affine_rows is not None and affine_cols is not None:
+        (row0, row_step, row_cell), (col0, col_step, col_cell) = affine_rows, affine_cols
+        stride_r, stride_c, stride_b = pooled.strides
+        origin = pooled[row0:, col0:]
+        return np.lib.stride_tricks.as_strided(
+            origin,
+            shape=row_index.shape[:1] + col_index.shape[:1] + row_index.shape[1:]
+            + col_index.shape[1:] + pooled.shape[2:],
+            strides=(row_step * stride_r, col_step * stride_c, row_cell * stride_r,
+                     col_cell * stride_c, stride_b),
+            writeable=False,
+        )
+    return pooled[row_index[:, None, :, None], col_index[None, :, None, :]]
+
+
+def _affine_strides(index):
+    """``(start, step, cell_step)`` if ``index[i, a] == start + i*step + a*cell_step``."""
+    start = index[0, 0]
+    step = index[1, 0] - start if index.shape[0] > 1 else 0
+    cell_step = index[0, 1] - start if index.shape[1] > 1 else 0
+    expected = (start + step * np.arange(index.shape[0])[:, None]
+                + cell_step * np.arange(index.shape[1]))
+    if step < 0 or cell_step < 0 or not np.array_equal(index, expected):
+        return None
+    return start, step, cell_step
+
+
+def normalize_sift(raw, clip=SIFT_CLIP, zero=None):
     """Lowe's SIFT normalisation: unit L2 norm, clip, unit L2 norm again.
 
     Parameters
     ----------
     raw : ndarray of shape (k, d)
-        Non-negative raw descriptors.
+        Non-negative raw descriptors (not modified).
     clip : float, default=0.2
         Upper bound on each entry of the first normalised vector.
+    zero : ndarray of shape (k,), dtype bool, default=None
+        Rows to set to zero instead (for example low-contrast ones).
 
     Returns
     -------
     descriptors : ndarray of shape (k, d), dtype float32
         Unit L2 norm rows (all-zero rows stay zero).
     """
+    return _normalize_sift_in_place(np.array(raw, dtype=np.float32), clip, zero)
+
+
+def _normalize_sift_in_place(descriptors, clip, zero=None):
+    """:func:`normalize_sift` overwriting the float32 array ``descriptors``."""
     tiny = np.finfo(np.float32).tiny
-    descriptors = np.asarray(raw, dtype=np.float32)
-    norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
-    descriptors = np.minimum(descriptors / np.maximum(norms, tiny), np.float32(clip))
-    norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
-    return descriptors / np.maximum(norms, tiny)
+    norms = np.sqrt(np.einsum("ij,ij->i", descriptors, descriptors))
+    descriptors *= (1.0 / np.maximum(norms, tiny))[:, None]
+    np.minimum(descriptors, np.float32(clip), out=descriptors)
+    norms = np.sqrt(np.einsum("ij,ij->i", descriptors, descriptors))
+    scale = 1.0 / np.maximum(norms, tiny)
+    if zero is not None:
+        scale[zero] = 0.0
+    descriptors *= scale[:, None]
+    return descriptors
 
 
-def opencv_sift_on_grid(image, step=8, patch_sizes=(16,), n_cells=4):
-    """OpenCV's SIFT descriptor on :class:`DenseSIFT`'s grid (reference).
+def opencv_grid_keypoints(image_shape, step=8, patch_sizes=(16,), n_cells=4):
+    """Upright ``cv2.KeyPoint`` objects on :class:`DenseSIFT`'s grid.
 
-    Builds upright ``cv2.KeyPoint`` objects at the descriptor centres of
-    :func:`dense_grid`, with ``size = patch_size / 6`` so that OpenCV's
-    4x4 cells (each 1.5 keypoint sizes wide) cover the same patch, and
-    runs ``cv2.SIFT.compute``. OpenCV smooths the image with sigma 1.52
-    (its first-octave blur) whatever the patch size.
+    Each keypoint sits at a descriptor centre of :func:`dense_grid` with
+    ``size = patch_size / 6``, so that OpenCV's 4x4 cells (each 1.5 keypoint
+    sizes wide) cover the same patch as :class:`DenseSIFT`'s.
 
     Parameters
     ----------
-    image : ndarray of shape (H, W) or (H, W, 3)
-        uint8 or float (0-1) image; colour is converted to gray.
+    image_shape : tuple of (int, int)
+        ``(height, width)``.
     step : int, default=8
         Grid stride in pixels.
     patch_sizes : tuple of int, default=(16,)
@@ -536,28 +624,50 @@ def opencv_sift_on_grid(image, step=8, patch_sizes=(16,), n_cells=4):
 
     Returns
     -------
+    keypoints : list of cv2.KeyPoint
+        In :class:`DenseSIFT`'s order (patch size, then row, then column).
+    scales : ndarray of shape (len(keypoints),), dtype float32
+        The patch size of each keypoint.
+    """
+    patch_sizes = tuple(patch_sizes)
+    grid = dense_grid(image_shape, step, patch_sizes, n_cells)
+    keypoints, scales = [], []
+    for patch_size, (cell, first_x, first_y) in zip(patch_sizes, grid):
+        size = patch_size / _OPENCV_PATCH_PER_KEYPOINT_SIZE
+        positions = _grid_positions(first_x, first_y, cell, n_cells)
+        keypoints.extend(cv2.KeyPoint(float(x), float(y), size, 0) for x, y in positions)
+        scales.append(np.full(len(positions), patch_size, np.float32))
+    return keypoints, np.concatenate(scales)
+
+
+def opencv_sift_on_grid(image, step=8, patch_sizes=(16,), n_cells=4):
+    """OpenCV's SIFT descriptor on :class:`DenseSIFT`'s grid (the reference).
+
+    Runs ``cv2.SIFT.compute`` on :func:`opencv_grid_keypoints`. OpenCV
+    smooths the image with sigma 1.52 (its first-octave blur) whatever the
+    patch size.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, 3)
+        uint8 or float (0-1) image; colour is converted to gray.
+    step, patch_sizes, n_cells
+        As for :func:`opencv_grid_keypoints`.
+
+    Returns
+    -------
     descriptor_set : DescriptorSet
         Descriptors ``(k, 128)`` rescaled to unit L2 norm, in the same order,
         at the same positions and with the same scales (patch sizes) as
         :class:`DenseSIFT`'s.
     """
     gray = _gray_uint8(image)
-    patch_sizes = tuple(patch_sizes)
-    grid = dense_grid(gray.shape, step, patch_sizes, n_cells)
-    keypoints = []
-    for patch_size, (cell, first_x, first_y) in zip(patch_sizes, grid):
-        size = patch_size / _OPENCV_PATCH_PER_KEYPOINT_SIZE
-        for x, y in _grid_positions(first_x, first_y, cell, n_cells):
-            keypoints.append(cv2.KeyPoint(float(x), float(y), size, 0))
+    keypoints, scales = opencv_grid_keypoints(gray.shape, step, patch_sizes, n_cells)
     if not keypoints:
         return DescriptorSet.empty(128, gray.shape)
     computed, descriptors = cv2.SIFT_create().compute(gray, keypoints)
     if len(computed) != len(keypoints):  # pragma: no cover - OpenCV dropped some
         raise RuntimeError("cv2.SIFT.compute dropped grid keypoints")
     described = _opencv_descriptor_set(computed, descriptors, gray.shape, False)
-    scales = np.concatenate([
-        np.full(len(first_x) * len(first_y), patch_size, np.float32)
-        for patch_size, (_, first_x, first_y) in zip(patch_sizes, grid)
-    ])
     return DescriptorSet(described.descriptors, described.positions, scales,
                          described.image_shape)
