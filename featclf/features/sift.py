@@ -457,15 +457,21 @@ class DenseSIFT(ImageTransformer):
         return np.outer(weights, weights).astype(np.float32)
 
 
+#: pixels per horizontal band in :func:`_pooled_orientation_maps` (a band's
+#: few float32 planes then stay in a 1 MiB L2 cache)
+_BAND_PIXELS = 65536
+
+
 def _pooled_orientation_maps(gray, n_bins, cell, rows, cols):
     """Soft-binned gradient magnitudes pooled into cells, at ``rows`` x ``cols``.
 
-    For each orientation bin ``k`` (one image-sized plane at a time, which
-    keeps the working set small): the channel ``m * max(0, 1 - |t - k|)``
-    with ``t = theta * B / (2 pi)`` and ``|t - k|`` measured around the
-    circle (linear interpolation between the two nearest bin centres), then
-    the separable triangular kernel ``1 - |d| / c`` (``|d| < c``): the
-    horizontal pass over every row, the vertical pass only over the sampled
+    For each orientation bin ``k`` (one plane at a time, over horizontal
+    bands of about :data:`_BAND_PIXELS` pixels, to keep the working set in
+    cache): the channel ``m * max(0, 1 - |t - k|)`` with ``t = theta * B /
+    (2 pi)`` and ``|t - k|`` measured around the circle (linear
+    interpolation between the two nearest bin centres), then the separable
+    triangular kernel ``1 - |d| / c`` (``|d| < c``): the horizontal pass
+    over every row of the band, the vertical pass only over the sampled
     columns. Pixels outside the image count as zero.
 
     Parameters
@@ -484,26 +490,37 @@ def _pooled_orientation_maps(gray, n_bins, cell, rows, cols):
     pooled : ndarray of shape (len(rows), len(cols), B), float32
     """
     magnitude, position = _gradient_polar(gray, n_bins)
+    height, width = gray.shape
     kernel = 1.0 - np.abs(np.arange(1 - cell, cell, dtype=np.float32)) / cell
-    row_slice, col_slice = _as_slice(rows), _as_slice(cols)
+    col_slice = _as_slice(cols)
     pooled = np.empty((len(rows), len(cols), n_bins), np.float32)
-    distance = np.empty_like(position)
-    weight = np.empty_like(position)
-    for k in range(n_bins):
-        if n_bins == 1:
-            weight = magnitude
-        else:
-            cv2.absdiff(position, (float(k), 0, 0, 0), dst=distance)
-            if k == 0:  # the circle wraps: bin 0 is also at t = B
-                wrapped = cv2.absdiff(position, (float(n_bins), 0, 0, 0))
-                cv2.min(distance, wrapped, dst=distance)
-            cv2.subtract((1.0, 0, 0, 0), distance, dst=weight)
-            cv2.threshold(weight, 0, 0, cv2.THRESH_TOZERO, dst=weight)
-            cv2.multiply(weight, magnitude, dst=weight)
-        across = cv2.filter2D(weight, -1, kernel[None, :], borderType=cv2.BORDER_CONSTANT)
-        across = np.ascontiguousarray(across[:, col_slice])
-        down = cv2.filter2D(across, -1, kernel[:, None], borderType=cv2.BORDER_CONSTANT)
-        pooled[:, :, k] = down[row_slice]
+    rows_per_band = max(1, _BAND_PIXELS // width)
+    start = 0
+    while start < len(rows):
+        stop = max(int(np.searchsorted(rows, rows[start] + rows_per_band)), start + 1)
+        # the band's rows plus the kernel's reach above and below
+        top = max(rows[start] - (cell - 1), 0)
+        bottom = min(rows[stop - 1] + cell, height)
+        band_rows = _as_slice(rows[start:stop] - top)
+        band_position, band_magnitude = position[top:bottom], magnitude[top:bottom]
+        weight = np.empty_like(band_position)
+        for k in range(n_bins):
+            if n_bins == 1:
+                weight = band_magnitude
+            else:
+                cv2.absdiff(band_position, (float(k), 0, 0, 0), dst=weight)
+                if k == 0:  # the circle wraps: bin 0 is also at t = B
+                    wrapped = cv2.absdiff(band_position, (float(n_bins), 0, 0, 0))
+                    cv2.min(weight, wrapped, dst=weight)
+                cv2.subtract((1.0, 0, 0, 0), weight, dst=weight)
+                cv2.threshold(weight, 0, 0, cv2.THRESH_TOZERO, dst=weight)
+                cv2.multiply(weight, band_magnitude, dst=weight)
+            across = cv2.filter2D(weight, -1, kernel[None, :],
+                                  borderType=cv2.BORDER_CONSTANT)
+            across = _take(across, col_slice, axis=1)
+            down = cv2.filter2D(across, -1, kernel[:, None], borderType=cv2.BORDER_CONSTANT)
+            pooled[start:stop, :, k] = _take(down, band_rows, axis=0)
+        start = stop
     return pooled
 
 
@@ -530,6 +547,15 @@ def _as_slice(indices):
         if spacing > 0 and (np.diff(indices) == spacing).all():
             return slice(indices[0], indices[-1] + 1, spacing)
     return indices
+
+
+def _take(array, index, axis):
+    """``array`` at a slice (a view) or at integer ``index`` along ``axis``,
+    as a contiguous array."""
+    if isinstance(index, slice):
+        selector = (slice(None),) * axis + (index,)
+        return np.ascontiguousarray(array[selector])
+    return np.take(array, index, axis=axis)
 
 
 def _cell_windows(pooled, row_index, col_index):
