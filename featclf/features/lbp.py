@@ -58,8 +58,15 @@ METHODS = ("default", "ror", "uniform", "nri_uniform")
 #: "default"/"ror", and a lookup table larger than 64k entries.
 _MAX_TABLE_POINTS = 16
 
-#: pixels per group of images processed at once (temporaries fit in cache).
+#: up to this P, histograms count the 2**P raw codes and merge bins after.
+_MERGE_BINS_POINTS = 10
+
+#: pixels per group of images whose histograms are computed at once.
 _GROUP_PIXELS = 1 << 16
+
+#: pixels per band of rows whose codes are computed at once (the float64
+#: temporaries, 8 bytes a pixel, stay in a 256 KiB cache).
+_BAND_PIXELS = 1 << 13
 
 
 def n_lbp_bins(points, method):
@@ -153,6 +160,7 @@ def _neighbour_offsets(points, radius):
     return rows, cols
 
 
+@functools.lru_cache(maxsize=256)
 def _axis_sampling(size, offset):
     """Floor/ceil positions and fraction along one axis, per pixel index.
 
@@ -161,19 +169,20 @@ def _axis_sampling(size, offset):
     low, high : int
         ``floor(i + offset) - i`` and ``ceil(i + offset) - i`` (the same for
         every ``i``).
-    fraction : ndarray of shape (size,), float64
+    fraction : ndarray of shape (size,), float64, read-only
         ``(i + offset) - floor(i + offset)``, exactly as scikit-image
         computes it (it varies in the last bits with ``i``).
     """
     position = np.arange(size, dtype=np.float64) + offset
     low = np.floor(position)
-    high = np.ceil(position)
     index = np.arange(size)
-    low_shift = np.unique(low.astype(np.int64) - index)
-    high_shift = np.unique(high.astype(np.int64) - index)
-    if low_shift.size != 1 or high_shift.size != 1:  # pragma: no cover - needs huge images
-        raise ValueError("LBP: image too large for exact neighbour offsets")
-    return int(low_shift[0]), int(high_shift[0]), position - low
+    low_shift = low.astype(np.int64) - index
+    high_shift = np.ceil(position).astype(np.int64) - index
+    if (low_shift != low_shift[0]).any() or (high_shift != high_shift[0]).any():
+        raise ValueError("LBP: image too large for exact neighbour offsets")  # pragma: no cover
+    fraction = position - low
+    fraction.flags.writeable = False
+    return int(low_shift[0]), int(high_shift[0]), fraction
 
 
 def lbp_codes(gray, points, radius, method="uniform"):
@@ -197,49 +206,90 @@ def lbp_codes(gray, points, radius, method="uniform"):
     """
     n, height, width = gray.shape
     pad = int(math.ceil(radius)) + 1
-    padded = np.zeros((n, height + 2 * pad, width + 2 * pad), dtype=np.float64)
-    padded[:, pad:pad + height, pad:pad + width] = gray
-    padded_u8 = None
-    centre = padded[:, pad:pad + height, pad:pad + width]
+    padded_u8 = np.zeros((n, height + 2 * pad, width + 2 * pad), dtype=np.uint8)
+    padded_u8[:, pad:pad + height, pad:pad + width] = gray
+    padded = padded_u8.astype(np.float64)
     code_dtype = np.uint8 if points <= 8 else np.uint16 if points <= 16 else np.uint32
-    codes = np.zeros((n, height, width), dtype=code_dtype)
-    row_offsets, col_offsets = _neighbour_offsets(points, radius)
-    horizontal = {}  # column offset -> interpolated rows, shared by neighbours
-    for i in range(points):
-        top_shift, bottom_shift, dr = _axis_sampling(height, row_offsets[i])
-        left_shift, right_shift, dc = _axis_sampling(width, col_offsets[i])
-        rows = slice(pad + top_shift, pad + top_shift + height)
-        if not dr.any() and not dc.any():
-            # integer position: the interpolation returns the pixel itself
-            if padded_u8 is None:
-                padded_u8 = np.zeros(padded.shape, np.uint8)
-                padded_u8[:, pad:pad + height, pad:pad + width] = gray
-            value = padded_u8[:, rows, pad + left_shift:pad + left_shift + width]
-            bit = value >= gray
-        else:
-            key = col_offsets[i]
-            if key not in horizontal:
-                left = padded[:, :, pad + left_shift:pad + left_shift + width]
-                if dc.any():
-                    right = padded[:, :, pad + right_shift:pad + right_shift + width]
-                    horizontal[key] = (1 - dc) * left + dc * right
-                else:
-                    horizontal[key] = left
-            interpolated = horizontal[key]
-            top = interpolated[:, rows]
-            if dr.any():
-                bottom = interpolated[:, pad + bottom_shift:pad + bottom_shift + height]
-                dr = dr[:, None]
-                value = (1 - dr) * top + dr * bottom
-            else:
-                value = top
-            bit = value >= centre
-        codes |= bit.view(np.uint8).astype(code_dtype, copy=False) << code_dtype(i)
+    codes = np.empty((n, height, width), dtype=code_dtype)
+    neighbours = [
+        _axis_sampling(height, row) + _axis_sampling(width, col) + (col,)
+        for row, col in zip(*_neighbour_offsets(points, radius))
+    ]
+    # bands of rows small enough for the float64 temporaries to stay in cache
+    band = max(1, _BAND_PIXELS // (n * width))
+    for start in range(0, height, band):
+        stop = min(height, start + band)
+        codes[:, start:stop] = _band_codes(padded, padded_u8, pad, start, stop, neighbours,
+                                           code_dtype)
     if method == "default":
         return codes
     if points <= _MAX_TABLE_POINTS:
         return _code_table(points, method)[codes]
     return _map_codes(codes.astype(np.int64), points, method)
+
+
+def _band_codes(padded, padded_u8, pad, start, stop, neighbours, code_dtype):
+    """Default LBP codes of output rows ``start:stop`` of every image.
+
+    Parameters
+    ----------
+    padded, padded_u8 : ndarray of shape (n, H + 2 pad, W + 2 pad)
+        The images with ``pad`` zero pixels around, as float64 and uint8.
+    neighbours : list of tuple
+        Per neighbour: the row and column sampling of :func:`_axis_sampling`
+        (shift to floor, shift to ceil, fractions), then the column offset.
+
+    Returns
+    -------
+    codes : ndarray of shape (n, stop - start, W), ``code_dtype``
+    """
+    n = padded.shape[0]
+    height, width = stop - start, padded.shape[2] - 2 * pad
+    centre = padded[:, pad + start:pad + stop, pad:pad + width]
+    centre_u8 = padded_u8[:, pad + start:pad + stop, pad:pad + width]
+    codes = np.zeros((n, height, width), dtype=code_dtype)
+    shape = (n, height, width)
+    value, scratch = np.empty(shape), np.empty(shape)
+    bit = np.empty(shape, dtype=bool)
+    shifted_bit = np.empty(shape, dtype=code_dtype)
+    horizontal = {}  # column offset -> interpolated rows, shared by neighbours
+    # padded rows used by this band: start .. stop + 2 pad
+    band_rows = slice(start, stop + 2 * pad)
+    for i, (top_shift, bottom_shift, dr, left_shift, right_shift, dc, key) in enumerate(
+            neighbours):
+        rows = slice(pad + top_shift, pad + top_shift + height)
+        dr = dr[start:stop]
+        if not dr.any() and not dc.any():
+            # integer position: the interpolation returns the pixel itself
+            np.greater_equal(
+                padded_u8[:, band_rows][:, rows, pad + left_shift:pad + left_shift + width],
+                centre_u8, out=bit)
+        else:
+            if key not in horizontal:
+                # (1 - dc) * left + dc * right, for every padded row of the band
+                left = padded[:, band_rows, pad + left_shift:pad + left_shift + width]
+                if dc.any():
+                    right = padded[:, band_rows, pad + right_shift:pad + right_shift + width]
+                    interpolated = np.multiply(left, 1 - dc)
+                    interpolated += np.multiply(right, dc, out=np.empty_like(interpolated))
+                    horizontal[key] = interpolated
+                else:
+                    horizontal[key] = left
+            interpolated = horizontal[key]
+            top = interpolated[:, rows]
+            if dr.any():
+                # (1 - dr) * top + dr * bottom
+                bottom = interpolated[:, pad + bottom_shift:pad + bottom_shift + height]
+                dr = dr[:, None]
+                np.multiply(top, 1 - dr, out=value)
+                np.multiply(bottom, dr, out=scratch)
+                value += scratch
+                np.greater_equal(value, centre, out=bit)
+            else:
+                np.greater_equal(top, centre, out=bit)
+        np.left_shift(bit.view(np.uint8), code_dtype(i), out=shifted_bit)
+        codes |= shifted_bit
+    return codes
 
 
 def _grid_cells(height, width, grid):
@@ -278,18 +328,42 @@ def lbp_histograms(gray, radii_points=((8, 1),), method="uniform", grid=(1, 1)):
     blocks = []
     for points, radius in radii_points:
         n_bins = n_lbp_bins(points, method)
-        offsets = cells * n_bins
+        # small P: count the raw codes, then merge their bins (cheaper than
+        # mapping every pixel through the lookup table)
+        merge_bins = method != "default" and points <= _MERGE_BINS_POINTS
+        counted_bins = 2**points if merge_bins else n_bins
         parts = []
         for start in range(0, n, group):
             images = gray[start:start + group]
-            codes = lbp_codes(images, points, radius, method)
-            index = codes + offsets
-            index = index + (np.arange(len(images)) * (n_cells * n_bins))[:, None, None]
-            counts = np.bincount(index.ravel(), minlength=len(images) * n_cells * n_bins)
-            counts = counts.reshape(len(images), n_cells, n_bins) / pixels_per_cell[:, None]
-            parts.append(counts.reshape(len(images), -1))
+            codes = lbp_codes(images, points, radius, "default" if merge_bins else method)
+            index = codes + _bin_offsets(len(images), height, width, grid, counted_bins)
+            counts = np.bincount(index.reshape(-1), minlength=len(images) * n_cells * counted_bins)
+            counts = counts.reshape(len(images), n_cells, counted_bins)
+            if merge_bins:
+                counts = counts @ _bin_merging(points, method)
+            parts.append((counts / pixels_per_cell[:, None]).reshape(len(images), -1))
         blocks.append(np.concatenate(parts))
     return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def _bin_offsets(n, height, width, grid, n_bins):
+    """First histogram slot of every pixel: ``(image * n_cells + cell) * n_bins``."""
+    n_cells = grid[0] * grid[1]
+    cells = _grid_cells(height, width, grid)
+    offsets = (np.arange(n)[:, None, None] * n_cells + cells) * n_bins
+    offsets.flags.writeable = False
+    return offsets
+
+
+@functools.lru_cache(maxsize=32)
+def _bin_merging(points, method):
+    """Matrix (2**P, n_bins) of 0/1 that sums raw-code counts into method bins."""
+    table = _code_table(points, method)
+    merging = np.zeros((2**points, n_lbp_bins(points, method)))
+    merging[np.arange(2**points), table] = 1
+    merging.flags.writeable = False
+    return merging
 
 
 def _check_radii_points(radii_points, method):
