@@ -58,6 +58,8 @@ __all__ = [
     "read_metadata",
     "check_versions",
     "image_color",
+    "dump_estimator",
+    "load_estimator",
     "LoadedModel",
     "ModelFileError",
     "UntrustedTypesError",
@@ -293,7 +295,6 @@ def save_model(path, pipeline, *, class_names=None, metrics=None,
     ValueError
         If the pipeline is not a fitted classifier or an argument is invalid.
     """
-    import skops.io
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(pipeline)
@@ -313,9 +314,7 @@ def save_model(path, pipeline, *, class_names=None, metrics=None,
                 f"input_size must be a positive (height, width), got {input_size}"
             )
 
-    payload = skops.io.dumps(pipeline, compression=zipfile.ZIP_DEFLATED)
-    _check_trusted(skops.io.get_untrusted_types(data=payload), trusted,
-                   when="cannot be saved")
+    payload = dump_estimator(pipeline, trusted=trusted)
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -558,6 +557,79 @@ def check_versions(metadata):
     return differences
 
 
+def dump_estimator(estimator, *, trusted=None):
+    """Serialise an estimator to skops bytes, refusing what loading would refuse.
+
+    This is the payload of a model file; :func:`featclf.testing.
+    check_image_estimator` also round-trips every featclf step through it.
+
+    Parameters
+    ----------
+    estimator : object
+        Usually a fitted estimator or pipeline.
+    trusted : sequence of str, optional
+        More type names to accept (see :func:`load_model`).
+
+    Returns
+    -------
+    payload : bytes
+        A skops file (a deflate-compressed zip).
+
+    Raises
+    ------
+    UntrustedTypesError
+        If the object holds types :func:`load_estimator` would refuse.
+    """
+    import skops.io
+
+    payload = skops.io.dumps(estimator, compression=zipfile.ZIP_DEFLATED)
+    _check_trusted(skops.io.get_untrusted_types(data=payload), trusted,
+                   when="cannot be saved")
+    return payload
+
+
+def load_estimator(payload, *, trusted=None, name="the payload"):
+    """Rebuild an object from skops bytes after auditing every type in it.
+
+    Parameters
+    ----------
+    payload : bytes
+        What :func:`dump_estimator` returned.
+    trusted : sequence of str, optional
+        More type names to accept (see :func:`load_model`).
+    name : str, default="the payload"
+        How error messages name the source.
+
+    Returns
+    -------
+    estimator : object
+
+    Raises
+    ------
+    ModelFileError
+        If the bytes are not a valid skops file.
+    UntrustedTypesError
+        If they hold types outside the allow-list (nothing is constructed).
+    """
+    import skops.io
+
+    try:
+        untrusted = skops.io.get_untrusted_types(data=payload)
+    except Exception as exc:  # skops raises many types on a broken schema
+        raise ModelFileError(
+            f"{name}: the model payload is not a valid skops file: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    _check_trusted(untrusted, trusted, when=f"{name} refused")
+    try:
+        return skops.io.loads(payload, trusted=untrusted)
+    except Exception as exc:
+        raise ModelFileError(
+            f"{name}: the model payload cannot be constructed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+
+
 def load_model(path, *, trusted=None):
     """Load a model file without running code from it.
 
@@ -590,25 +662,9 @@ def load_model(path, *, trusted=None):
     UntrustedTypesError
         If the payload holds types outside the allow-list.
     """
-    import skops.io
-
     metadata, payload = _read_verified(path)
     check_versions(metadata)
-    try:
-        untrusted = skops.io.get_untrusted_types(data=payload)
-    except Exception as exc:  # skops raises many types on a broken schema
-        raise ModelFileError(
-            f"{os.fspath(path)!r}: the model payload is not a valid skops "
-            f"file: {type(exc).__name__}: {exc}"
-        ) from None
-    _check_trusted(untrusted, trusted, when=f"{os.fspath(path)!r} refused")
-    try:
-        pipeline = skops.io.loads(payload, trusted=untrusted)
-    except Exception as exc:
-        raise ModelFileError(
-            f"{os.fspath(path)!r}: the model payload cannot be constructed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+    pipeline = load_estimator(payload, trusted=trusted, name=repr(os.fspath(path)))
     if not hasattr(pipeline, "predict"):
         raise ModelFileError(
             f"{os.fspath(path)!r} holds a {type(pipeline).__name__}, not a "

@@ -186,8 +186,9 @@ def check_image_estimator(estimator, images, y=None, *, atol=1e-6):
     """Run featclf's image-input checks on one estimator.
 
     Checks that: each input form (stack, list of arrays, list of RGB PNG
-    paths) gives the same output; ``clone`` and a pickle round trip give the
-    same output; transforming a subset equals the subset of the output; and
+    paths) gives the same output; ``clone``, a pickle round trip and a
+    model-file (skops, allow-listed) round trip give the same output;
+    transforming a subset equals the subset of the output; and
     ``n_jobs=1`` and ``n_jobs=2`` agree.
 
     Parameters
@@ -223,6 +224,12 @@ def check_image_estimator(estimator, images, y=None, *, atol=1e-6):
 
     restored = pickle.loads(pickle.dumps(fitted))
     _assert_same(restored.transform(images), reference, "pickle round trip", atol)
+
+    from .persistence import dump_estimator, load_estimator  # model files (skops)
+
+    restored = load_estimator(dump_estimator(fitted))
+    _assert_same(restored.transform(images), reference, "model-file (skops) round trip",
+                 atol)
 
     subset = [2, 0, 3]
     subset_out = fitted.transform(images[subset])

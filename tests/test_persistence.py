@@ -21,7 +21,10 @@ from featclf.persistence import (
     read_metadata,
     save_model,
 )
-from featclf.pipelines import make_named_pipeline, pipeline_names
+from featclf.pipelines import make_named_pipeline, parse_pipeline_name, pipeline_names
+
+#: fewer features than the defaults: quick fits; the round trip is the same
+SMALL_FEATURES = {"hog": {"image_size": (32, 32)}}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,9 @@ def digits_rgb():
 def fitted_pipeline(name, digits_rgb):
     x_train, y_train, *_ = digits_rgb
     try:
-        pipeline = make_named_pipeline(name, random_state=0)
+        features, _ = parse_pipeline_name(name)
+        small = {f: SMALL_FEATURES[f] for f in features if f in SMALL_FEATURES}
+        pipeline = make_named_pipeline(name, random_state=0, feature_params=small)
     except (ImportError, FileNotFoundError) as exc:  # an extra or a model is absent
         pytest.skip(f"pipeline {name} is not available here: {exc}")
     forests = {k: 10 for k in pipeline.get_params() if k.endswith("n_estimators")}
@@ -271,3 +276,29 @@ def test_same_versions_do_not_warn(model_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FeatclfVersionWarning)
         load_model(model_path)
+
+
+@pytest.mark.parametrize("encoding", ["hard", "soft", "vlad", "fisher"])
+def test_bag_of_visual_words_survives_a_model_file_round_trip(rgb_images, encoding):
+    from featclf.encoding import BagOfVisualWords
+    from featclf.features import DenseSIFT
+    from featclf.persistence import dump_estimator, load_estimator
+
+    descriptors = DenseSIFT().fit_transform(rgb_images)
+    bovw = BagOfVisualWords(n_words=4, encoding=encoding, pyramid_levels=1,
+                            pca_components=8, random_state=0).fit(descriptors)
+    restored = load_estimator(dump_estimator(bovw))
+    np.testing.assert_array_equal(restored.transform(descriptors),
+                                  bovw.transform(descriptors))
+
+
+def test_augmented_classifier_survives_a_model_file_round_trip(digits_rgb):
+    from featclf.augmentation import AugmentedClassifier, ImageAugmenter
+    from featclf.persistence import dump_estimator, load_estimator
+
+    x_train, y_train, x_test, *_ = digits_rgb
+    model = AugmentedClassifier(make_named_pipeline("color-linsvm"),
+                                ImageAugmenter(hflip=0.5, random_state=0)).fit(x_train, y_train)
+    restored = load_estimator(dump_estimator(model))
+    np.testing.assert_array_equal(restored.decision_function(x_test),
+                                  model.decision_function(x_test))

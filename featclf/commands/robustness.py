@@ -25,7 +25,6 @@ def register(subparsers):
     """Add the ``robustness`` subcommand to ``subparsers``."""
     import argparse
 
-    from ..robustness import PERTURBATIONS
     from .train import add_data_arguments
 
     parser = subparsers.add_parser(
@@ -36,13 +35,16 @@ def register(subparsers):
                         help="named pipeline to train (repeat for several); "
                              "default: hog-linsvm")
     parser.add_argument("--model", metavar="FILE", action="append",
-                        help="a fitted model saved by 'featclf train --save' "
-                             "(joblib; only load files you trust); repeatable")
+                        help="a model file saved by 'featclf train --save' "
+                             "(loaded safely, see featclf.persistence); repeatable")
     add_data_arguments(parser)
     parser.add_argument("--image-size", type=int, metavar="N",
                         help="resize to N x N before HOG, with N/8-pixel cells")
-    parser.add_argument("--perturbations", default=",".join(PERTURBATIONS),
-                        help="comma-separated subset of: " + ", ".join(PERTURBATIONS))
+    # names listed in featclf.robustness.PERTURBATIONS; not imported here, so
+    # that registering this command keeps every featclf command's start-up lean
+    parser.add_argument("--perturbations", default=None, metavar="NAMES",
+                        help="comma-separated subset of featclf.robustness.PERTURBATIONS "
+                             "(default: all)")
     parser.add_argument("--border", choices=["reflect", "constant", "replicate"],
                         default="reflect",
                         help="border filling for rotations ('constant' for MNIST)")
@@ -67,7 +69,8 @@ def run(args):
     )
     from .train import _feature_params, load_training_data
 
-    names = [name.strip() for name in args.perturbations.split(",") if name.strip()]
+    requested = args.perturbations or ",".join(DEFAULT_STRENGTHS)
+    names = [name.strip() for name in requested.split(",") if name.strip()]
     unknown = sorted(set(names) - set(DEFAULT_STRENGTHS))
     if unknown:
         raise ValueError(f"--perturbations: unknown {unknown}; "
