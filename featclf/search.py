@@ -611,9 +611,14 @@ def run_search(spec, splits, *, search="grid", cv=5, n_iter=10, scoring="accurac
             candidates, groups, features_for, train_rows, y_train, folds, suffix,
             scoring, seed, context, results, memory, prefix_names)
     else:
+        # the cache folder keeps every finished candidate too, so a rerun
+        # over the same cache is fast even with a new results file
+        cache_store = (Path(memory.location) / "featclf-candidates.jsonl"
+                       if memory is not None else None)
         ranked, n_computed, n_resumed = _cross_validate_all(
             candidates, groups, features_for, train_rows, y_train, folds, suffix,
-            scorer, context, results, n_jobs, quiet, stop_after, prefix_names)
+            scorer, context, results, cache_store, n_jobs, quiet, stop_after,
+            prefix_names)
     timings["search_s"] = time.perf_counter() - start
 
     # 4. refit the best candidate on the training split and test it
@@ -628,7 +633,13 @@ def run_search(spec, splits, *, search="grid", cv=5, n_iter=10, scoring="accurac
     else:
         X_train, X_test = _take(images, train_rows), _take(images, test_rows)
     final_suffix = final[n_prefix:]
-    final_suffix.fit(X_train, y_train)
+    if memory is not None:
+        refit_key = _candidate_key(best_params, {**context, "refit": True})
+        refit = memory.cache(_fit_keyed, ignore=["estimator", "X", "y"])
+        final_suffix = refit(refit_key, final_suffix, X_train, y_train)
+        final = Pipeline(final.steps[:n_prefix] + final_suffix.steps)
+    else:
+        final_suffix.fit(X_train, y_train)
     y_pred = final_suffix.predict(X_test)
     timings["refit_s"] = time.perf_counter() - start
 
@@ -688,18 +699,31 @@ def _rank(results_by_index):
     return [results_by_index[i] for i in order]
 
 
+def _fit_keyed(key, estimator, X, y):
+    """Fit ``estimator``; cacheable by ``key`` alone (the rest is ignored)."""
+    return estimator.fit(X, y)
+
+
 def _cross_validate_all(candidates, groups, features_for, train_rows, y_train, folds,
-                        suffix, scorer, context, results, n_jobs, quiet, stop_after,
-                        prefix_names):
+                        suffix, scorer, context, results, cache_store, n_jobs, quiet,
+                        stop_after, prefix_names):
     keys = [_candidate_key(params, context) for params in candidates]
-    done = read_results(results) if results is not None else {}
-    finished = {i: _from_record(done[k], candidates[i], True)
-                for i, k in enumerate(keys) if k in done}
+    stores = [Path(p) for p in (results, cache_store) if p is not None]
+    for store in stores:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        _end_with_newline(store)
+    in_results = read_results(results) if results is not None else {}
+    done = {}
+    for store in stores:
+        done.update(read_results(store))
+    finished = {}
+    for i, key in enumerate(keys):
+        if key in done:
+            finished[i] = _from_record(done[key], candidates[i], True)
+            if results is not None and key not in in_results:
+                _append_result(results, done[key])
     n_resumed = len(finished)
     todo = [i for i in range(len(candidates)) if i not in finished]
-    if results is not None:
-        Path(results).parent.mkdir(parents=True, exist_ok=True)
-        _end_with_newline(results)
 
     def tasks():
         for prefix_params, members in groups.values():
@@ -735,8 +759,8 @@ def _cross_validate_all(candidates, groups, features_for, train_rows, y_train, f
                 *(by_fold[f] for f in range(len(folds))))
             record = _record(keys[i], candidates[i], scores, fit_times, score_times, context)
             record["convergence_warnings"] = int(sum(n_warnings))
-            if results is not None:
-                _append_result(results, record)
+            for store in stores:
+                _append_result(store, record)
             finished[i] = _from_record(record, candidates[i], False)
             n_computed += 1
             bar.update(1)

@@ -165,3 +165,16 @@ def test_grid_command_bad_input(case, message, spec_file, tmp_path, capsys):
 def test_evaluate_missing_model(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "none.featclf"), "--data", "digits"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_grid_search_script_runs_the_command(spec_file, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "grid_search.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(spec_file), "--data", "/nonexistent"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr

@@ -86,9 +86,16 @@ def test_features_are_extracted_once_per_prefix_setting_and_cached(digits, tmp_p
     # on the first image and refitting the best prefix
     assert CALLS["images"] <= 2 * n_images + 4
     CALLS["images"] = 0
-    warm = run_search(spec, digits, cv=3, cache=tmp_path / "cache")
+    warm = run_search(spec, digits, cv=3, cache=tmp_path / "cache",
+                      results=tmp_path / "new.jsonl")
     assert CALLS["images"] <= 4  # only the fit on one image per setting
     assert [c.mean_score for c in warm.candidates] == [c.mean_score for c in cold.candidates]
+    # finished candidates and the refit are cached too; a new results file
+    # still receives every candidate
+    assert warm.n_computed == 0 and warm.n_resumed == 6
+    assert len(read_results(tmp_path / "new.jsonl")) == 6
+    np.testing.assert_array_equal(warm.y_pred, cold.y_pred)
+    np.testing.assert_array_equal(warm.best_estimator.predict(digits.test.images), cold.y_pred)
 
 
 def test_killed_run_resumes_and_skips_finished_candidates(digits, tmp_path):
