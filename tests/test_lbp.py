@@ -93,6 +93,7 @@ def test_chunked_and_parallel_equal_single(gray_images, monkeypatch):
     np.testing.assert_array_equal(parallel, single)
     monkeypatch.setattr(LBP, "_chunk_size", 5)
     monkeypatch.setattr("featclf.features.lbp._GROUP_PIXELS", 3 * 48 * 40)
+    monkeypatch.setattr("featclf.features.lbp._CHUNK_PIXELS", 7 * 44)
     chunked = LBP(**params).fit(images).transform(images)
     np.testing.assert_array_equal(chunked, single)
 

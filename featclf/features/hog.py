@@ -249,21 +249,30 @@ def _normalize_blocks(histograms, block_shape, method):
     Returns
     -------
     blocks : ndarray of shape (n, n_blocks_row, n_blocks_col, block_rows, block_cols, orientations)
+        float32.
     """
     windows = np.lib.stride_tricks.sliding_window_view(histograms, block_shape, axis=(1, 2))
-    # (n, nbr, nbc, orientations, block_rows, block_cols) -> orientation last
-    blocks = np.moveaxis(windows, 3, 5)
-    axes = (3, 4, 5)
+    # (n, nbr, nbc, orientations, block_rows, block_cols) -> orientation last,
+    # copied once into a contiguous float32 array, one block per row
+    blocks = np.ascontiguousarray(np.moveaxis(windows, 3, 5), dtype=np.float32)
+    flat = blocks.reshape(-1, np.prod(blocks.shape[3:]))
     if method in ("L1", "L1-sqrt"):
-        out = blocks / (np.abs(blocks).sum(axis=axes, keepdims=True) + _EPS)
+        # cell histograms are sums of magnitudes: |v| = v
+        flat /= flat.sum(axis=1, keepdims=True) + np.float32(_EPS)
         if method == "L1-sqrt":
-            np.sqrt(out, out=out)
-        return out
-    out = blocks / np.sqrt((blocks * blocks).sum(axis=axes, keepdims=True) + _EPS**2)
+            np.sqrt(flat, out=flat)
+        return blocks
+    flat /= _l2_norms(flat)
     if method == "L2-Hys":
-        np.minimum(out, 0.2, out=out)
-        out /= np.sqrt((out * out).sum(axis=axes, keepdims=True) + _EPS**2)
-    return out
+        np.minimum(flat, np.float32(0.2), out=flat)
+        flat /= _l2_norms(flat)
+    return blocks
+
+
+def _l2_norms(rows):
+    """``sqrt(sum(v**2) + eps**2)`` of every row, as a column."""
+    squares = np.einsum("ij,ij->i", rows, rows)
+    return np.sqrt(squares + np.float32(_EPS**2))[:, None]
 
 
 def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3, 3),
@@ -325,7 +334,7 @@ def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3,
             g_row, g_col = _gradients(np.ascontiguousarray(images))
         histograms = _cell_histograms(g_row, g_col, (cell_rows, cell_cols), orientations)
         blocks = _normalize_blocks(histograms, (block_rows, block_cols), block_norm)
-        features.append(blocks.reshape(len(images), -1).astype(np.float32))
+        features.append(blocks.reshape(len(images), -1))
     return features[0] if len(features) == 1 else np.concatenate(features)
 
 

@@ -64,9 +64,9 @@ _MERGE_BINS_POINTS = 10
 #: pixels per group of images whose histograms are computed at once.
 _GROUP_PIXELS = 1 << 16
 
-#: pixels per band of rows whose codes are computed at once (the float64
-#: temporaries, 8 bytes a pixel, stay in a 256 KiB cache).
-_BAND_PIXELS = 1 << 13
+#: pixels whose codes are computed at once (the float64 temporaries, 8 bytes
+#: a pixel, stay in a 256 KiB cache).
+_CHUNK_PIXELS = 1 << 14
 
 
 def n_lbp_bins(points, method):
@@ -91,12 +91,16 @@ def n_lbp_bins(points, method):
     return 2**points
 
 
-def _bit(codes, i):
-    return (codes >> i) & 1
+def _lowest_bit_index(values):
+    """Index of the lowest set bit of each int64 value (64 for 0)."""
+    return np.bitwise_count((values & -values) - 1)
 
 
 def _map_codes(codes, points, method):
     """Map default codes to ``method`` codes, as scikit-image does.
+
+    Bit counts use ``np.bitwise_count`` (popcount), so the cost does not
+    grow with ``P`` except for "ror".
 
     Parameters
     ----------
@@ -118,24 +122,14 @@ def _map_codes(codes, points, method):
             rotated = (rotated >> 1) | ((rotated & 1) << (points - 1))
             np.minimum(best, rotated, out=best)
         return best
-    n_ones = np.zeros_like(codes)
-    changes = np.zeros_like(codes)
-    previous = _bit(codes, 0)
-    n_ones += previous
-    for i in range(1, points):
-        current = _bit(codes, i)
-        n_ones += current
-        changes += previous != current
-        previous = current
+    all_bits = (1 << points) - 1
+    n_ones = np.bitwise_count(codes).astype(np.int64)
+    # 0/1 changes between bits i and i + 1 for i < P - 1 (not around the circle)
+    changes = np.bitwise_count((codes ^ (codes >> 1)) & (all_bits >> 1))
     if method == "uniform":
         return np.where(changes <= 2, n_ones, points + 1)
-    # nri_uniform: first one / first zero, scanning i = P-1 .. 0
-    first_one = np.full_like(codes, -1)
-    first_zero = np.full_like(codes, -1)
-    for i in range(points - 1, -1, -1):
-        bit = _bit(codes, i).astype(bool)
-        first_one[bit] = i
-        first_zero[~bit] = i
+    first_one = _lowest_bit_index(codes)
+    first_zero = _lowest_bit_index(~codes & all_bits)
     rot_index = np.where(first_one == 0, n_ones - first_zero, points - first_one)
     mapped = 1 + (n_ones - 1) * points + rot_index
     mapped = np.where(n_ones == 0, 0, mapped)
@@ -205,22 +199,13 @@ def lbp_codes(gray, points, radius, method="uniform"):
         method)`` for every image ``k``.
     """
     n, height, width = gray.shape
-    pad = int(math.ceil(radius)) + 1
-    padded_u8 = np.zeros((n, height + 2 * pad, width + 2 * pad), dtype=np.uint8)
-    padded_u8[:, pad:pad + height, pad:pad + width] = gray
-    padded = padded_u8.astype(np.float64)
-    code_dtype = np.uint8 if points <= 8 else np.uint16 if points <= 16 else np.uint32
-    codes = np.empty((n, height, width), dtype=code_dtype)
-    neighbours = [
-        _axis_sampling(height, row) + _axis_sampling(width, col) + (col,)
-        for row, col in zip(*_neighbour_offsets(points, radius))
-    ]
-    # bands of rows small enough for the float64 temporaries to stay in cache
-    band = max(1, _BAND_PIXELS // (n * width))
-    for start in range(0, height, band):
-        stop = min(height, start + band)
-        codes[:, start:stop] = _band_codes(padded, padded_u8, pad, start, stop, neighbours,
-                                           code_dtype)
+    pad = _padding(radius)
+    codes = _padded_codes(gray, points, radius)[:, pad:pad + height, pad:pad + width]
+    return _mapped(codes, points, method)
+
+
+def _mapped(codes, points, method):
+    """Default codes mapped to ``method`` codes (a table lookup for P <= 16)."""
     if method == "default":
         return codes
     if points <= _MAX_TABLE_POINTS:
@@ -228,68 +213,118 @@ def lbp_codes(gray, points, radius, method="uniform"):
     return _map_codes(codes.astype(np.int64), points, method)
 
 
-def _band_codes(padded, padded_u8, pad, start, stop, neighbours, code_dtype):
-    """Default LBP codes of output rows ``start:stop`` of every image.
+def _padding(radius):
+    return int(math.ceil(radius)) + 1
+
+
+def _padded_codes(gray, points, radius):
+    """Default LBP codes of every image, computed on the zero-padded stack.
+
+    The padded images are stacked into one tall image ``(n * Hp, Wp)`` and
+    handled as a flat array, so a neighbour is a constant flat offset and
+    every step is a long contiguous operation. Rows are processed in chunks
+    of about :data:`_CHUNK_PIXELS` pixels so the float64 temporaries stay in
+    cache. Interpolation weights vary (in their last bits) with the row and
+    column, exactly as in scikit-image; they are expanded per pixel.
 
     Parameters
     ----------
-    padded, padded_u8 : ndarray of shape (n, H + 2 pad, W + 2 pad)
-        The images with ``pad`` zero pixels around, as float64 and uint8.
-    neighbours : list of tuple
-        Per neighbour: the row and column sampling of :func:`_axis_sampling`
-        (shift to floor, shift to ceil, fractions), then the column offset.
+    gray : ndarray of shape (n, H, W), uint8
 
     Returns
     -------
-    codes : ndarray of shape (n, stop - start, W), ``code_dtype``
+    codes : ndarray of shape (n, H + 2 pad, W + 2 pad)
+        ``pad = ceil(R) + 1``; the codes of the images are at
+        ``[:, pad:pad + H, pad:pad + W]``, the padding holds garbage.
     """
-    n = padded.shape[0]
-    height, width = stop - start, padded.shape[2] - 2 * pad
-    centre = padded[:, pad + start:pad + stop, pad:pad + width]
-    centre_u8 = padded_u8[:, pad + start:pad + stop, pad:pad + width]
-    codes = np.zeros((n, height, width), dtype=code_dtype)
-    shape = (n, height, width)
-    value, scratch = np.empty(shape), np.empty(shape)
-    bit = np.empty(shape, dtype=bool)
-    shifted_bit = np.empty(shape, dtype=code_dtype)
-    horizontal = {}  # column offset -> interpolated rows, shared by neighbours
-    # padded rows used by this band: start .. stop + 2 pad
-    band_rows = slice(start, stop + 2 * pad)
-    for i, (top_shift, bottom_shift, dr, left_shift, right_shift, dc, key) in enumerate(
-            neighbours):
-        rows = slice(pad + top_shift, pad + top_shift + height)
-        dr = dr[start:stop]
-        if not dr.any() and not dc.any():
-            # integer position: the interpolation returns the pixel itself
-            np.greater_equal(
-                padded_u8[:, band_rows][:, rows, pad + left_shift:pad + left_shift + width],
-                centre_u8, out=bit)
+    n, height, width = gray.shape
+    pad = _padding(radius)
+    tall_height, tall_width = height + 2 * pad, width + 2 * pad
+    # one spare zero row above and below the tall image, so the column
+    # neighbours of its first and last pixels stay inside the array
+    tall = np.zeros((n * tall_height + 2, tall_width), dtype=np.uint8)
+    tall[1:-1].reshape(n, tall_height, tall_width)[:, pad:pad + height, pad:pad + width] = gray
+    flat_u8 = tall.reshape(-1)
+    flat = flat_u8.astype(np.float64)
+    code_dtype = np.uint8 if points <= 8 else np.uint16 if points <= 16 else np.uint32
+    codes = np.zeros(flat.size, dtype=code_dtype)
+
+    def padded_rows(weights, size):
+        # per padded row (or column) of the tall image, zero weight in the padding
+        out = np.zeros(size + 2 * pad)
+        out[pad:pad + size] = weights
+        return out
+
+    neighbours = []
+    for row, col in zip(*_neighbour_offsets(points, radius)):
+        top, bottom, dr = _axis_sampling(height, row)
+        left, right, dc = _axis_sampling(width, col)
+        neighbours.append(dict(
+            top=top * tall_width, bottom=bottom * tall_width, left=left, right=right,
+            integer=not dr.any() and not dc.any(), row_key=row, col_key=col,
+            dr=np.concatenate([[0], np.tile(padded_rows(dr, height), n), [0]])
+            if dr.any() else None,
+            dc=padded_rows(dc, width) if dc.any() else None,
+        ))
+    # output rows: from the first image's first row to the last image's last
+    first_row, stop_row = 1 + pad, 1 + (n - 1) * tall_height + pad + height
+    chunk_rows = max(1, _CHUNK_PIXELS // tall_width)
+    for start in range(first_row, stop_row, chunk_rows):
+        stop = min(stop_row, start + chunk_rows)
+        _chunk_codes(flat, flat_u8, codes, start * tall_width, stop * tall_width,
+                     pad * tall_width, neighbours, tall_width)
+    return codes[tall_width:-tall_width].reshape(n, tall_height, tall_width)
+
+
+def _chunk_codes(flat, flat_u8, codes, begin, end, margin, neighbours, tall_width):
+    """Add the default codes of flat positions ``begin:end`` into ``codes``.
+
+    ``begin`` and ``end`` are row starts of the tall image; ``margin`` (the
+    padding rows, in pixels) is how far above and below the neighbours reach.
+    """
+    size = end - begin
+    centre = flat[begin:end]
+    centre_u8 = flat_u8[begin:end]
+    value, scratch = np.empty(size), np.empty(size)
+    bit = np.empty(size, dtype=bool)
+    shifted = np.empty(size, dtype=codes.dtype)
+    out = codes[begin:end]
+    rows = slice(begin // tall_width, end // tall_width)
+    horizontal, row_weights = {}, {}
+    for i, nb in enumerate(neighbours):
+        if nb["integer"]:
+            offset = nb["top"] + nb["left"]
+            np.greater_equal(flat_u8[begin + offset:end + offset], centre_u8, out=bit)
         else:
-            if key not in horizontal:
-                # (1 - dc) * left + dc * right, for every padded row of the band
-                left = padded[:, band_rows, pad + left_shift:pad + left_shift + width]
-                if dc.any():
-                    right = padded[:, band_rows, pad + right_shift:pad + right_shift + width]
-                    interpolated = np.multiply(left, 1 - dc)
-                    interpolated += np.multiply(right, dc, out=np.empty_like(interpolated))
-                    horizontal[key] = interpolated
+            if nb["col_key"] not in horizontal:
+                # (1 - dc) * left + dc * right, on the chunk and `margin` around it
+                lo, hi = begin - margin, end + margin
+                left = flat[lo + nb["left"]:hi + nb["left"]]
+                if nb["dc"] is None:
+                    horizontal[nb["col_key"]] = left
                 else:
-                    horizontal[key] = left
-            interpolated = horizontal[key]
-            top = interpolated[:, rows]
-            if dr.any():
+                    dc = np.tile(nb["dc"], (hi - lo) // tall_width)
+                    interpolated = np.multiply(left, 1 - dc)
+                    np.multiply(flat[lo + nb["right"]:hi + nb["right"]], dc, out=dc)
+                    interpolated += dc
+                    horizontal[nb["col_key"]] = interpolated
+            interpolated = horizontal[nb["col_key"]]
+            top = interpolated[margin + nb["top"]:margin + nb["top"] + size]
+            if nb["dr"] is None:
+                np.greater_equal(top, centre, out=bit)
+            else:
                 # (1 - dr) * top + dr * bottom
-                bottom = interpolated[:, pad + bottom_shift:pad + bottom_shift + height]
-                dr = dr[:, None]
-                np.multiply(top, 1 - dr, out=value)
+                if nb["row_key"] not in row_weights:
+                    dr = np.repeat(nb["dr"][rows], tall_width)
+                    row_weights[nb["row_key"]] = (1 - dr, dr)
+                one_minus_dr, dr = row_weights[nb["row_key"]]
+                bottom = interpolated[margin + nb["bottom"]:margin + nb["bottom"] + size]
+                np.multiply(top, one_minus_dr, out=value)
                 np.multiply(bottom, dr, out=scratch)
                 value += scratch
                 np.greater_equal(value, centre, out=bit)
-            else:
-                np.greater_equal(top, centre, out=bit)
-        np.left_shift(bit.view(np.uint8), code_dtype(i), out=shifted_bit)
-        codes |= shifted_bit
-    return codes
+        np.left_shift(bit.view(np.uint8), codes.dtype.type(i), out=shifted)
+        out |= shifted
 
 
 def _grid_cells(height, width, grid):
