@@ -12,6 +12,7 @@ _LOCATIONS = {
     "ColorHistogram": "color",
     "DescriptorSet": "descriptors",
     "DenseSIFT": "sift",
+    "KMeansPatches": "patches",
     "SIFT": "sift",
     "HOG": "hog",
     "LBP": "lbp",
