@@ -18,6 +18,7 @@ __all__ = [
     "Resize",
     "Grayscale",
     "ColorSpace",
+    "Deskew",
     "to_gray",
     "to_float",
     "to_rgb",
@@ -278,3 +279,47 @@ class ColorSpace(ImageTransformer):
 
     def _transform_chunk(self, images):
         return [convert_color(image, self.space) for image in images]
+
+
+class Deskew(ImageTransformer):
+    """Undo the slant of handwriting with a shear from the image moments.
+
+    The shear ``x -> x + s * (y - H/2)`` with ``s = mu11 / mu02`` (central
+    image moments of the gray image) makes the ink's principal axis
+    vertical, the usual normalisation for digits (LeCun et al. 1998 report
+    it helps every classifier on MNIST). Bilinear, zero border; an image
+    with no vertical spread (``mu02`` about 0) is returned unchanged. Each
+    image is deskewed on its own. Meant for dark-background ink images.
+
+    Parameters
+    ----------
+    n_jobs : int, default=None
+        Parallel jobs (joblib's meaning).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from featclf.preprocessing import Deskew
+    >>> Deskew().fit_transform(np.zeros((2, 28, 28), np.uint8)).shape
+    (2, 28, 28)
+    """
+
+    _parameter_constraints = {"n_jobs": [numbers.Integral, None]}
+
+    def __init__(self, *, n_jobs=None):
+        self.n_jobs = n_jobs
+
+    def _transform_chunk(self, images):
+        return [self._deskew(image) for image in images]
+
+    @staticmethod
+    def _deskew(image):
+        moments = cv2.moments(to_float(to_gray(image)))
+        if abs(moments["mu02"]) < 1e-2 * max(moments["m00"], 1e-12):
+            return image
+        skew = moments["mu11"] / moments["mu02"]
+        height, width = image.shape[:2]
+        matrix = np.float32([[1, skew, -0.5 * height * skew], [0, 1, 0]])
+        return cv2.warpAffine(image, matrix, (width, height),
+                              flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -8,7 +8,7 @@ from featclf.features import KMeansPatches
 
 
 def small(**params):
-    return KMeansPatches(n_clusters=8, n_patches=600, max_iter=5, **params)
+    return KMeansPatches(n_clusters=8, n_patches=600, kmeans_max_iter=5, **params)
 
 
 def test_shape_dtype_and_non_negative_codes(rgb_images):
@@ -41,7 +41,7 @@ def test_dictionary_comes_from_fit_only_and_is_seeded(rgb_images):
 def test_whitening_is_zca_with_regularised_eigenvalues(rgb_images):
     from featclf.io import as_image_batch
 
-    extractor = KMeansPatches(n_clusters=4, n_patches=3000, max_iter=2, random_state=0)
+    extractor = KMeansPatches(n_clusters=4, n_patches=3000, kmeans_max_iter=2, random_state=0)
     extractor.fit(rgb_images)
     # the same seed draws the same patches fit used
     patches = extractor._sample_patches(as_image_batch(rgb_images), np.random.RandomState(0))

@@ -44,12 +44,12 @@ class KMeansPatches(FeatureExtractor):
 
     Parameters
     ----------
-    n_clusters : int, default=128
+    n_clusters : int, default=100
         Dictionary size K (the paper reaches about 77 % on CIFAR-10 with
         K = 1600 and a linear SVM; the small default keeps fitting quick).
     patch_size : int, default=6
         Side of the square patches, in pixels.
-    n_patches : int, default=10000
+    n_patches : int, default=5000
         Patches sampled for whitening and k-means (the paper uses 400,000).
     stride : int, default=1
         Step between encoded patches in ``transform``.
@@ -60,7 +60,7 @@ class KMeansPatches(FeatureExtractor):
         (0-255 pixel scale).
     whiten_epsilon : float, default=0.1
         Added to the covariance eigenvalues before whitening.
-    max_iter : int, default=10
+    kmeans_max_iter : int, default=10
         Passes over the sampled patches for MiniBatchKMeans.
     random_state : int, RandomState instance or None, default=0
         Seeds the patch sampling and k-means. Fixed by default so that
@@ -107,14 +107,14 @@ class KMeansPatches(FeatureExtractor):
         "pooling": [tuple, list],
         "contrast_epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
         "whiten_epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "kmeans_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "n_jobs": [numbers.Integral, None],
     }
 
-    def __init__(self, n_clusters=128, *, patch_size=6, n_patches=10000, stride=1,
+    def __init__(self, n_clusters=100, *, patch_size=6, n_patches=5000, stride=1,
                  pooling=(2, 2), contrast_epsilon=10.0, whiten_epsilon=0.1,
-                 max_iter=10, random_state=0, n_jobs=None):
+                 kmeans_max_iter=10, random_state=0, n_jobs=None):
         self.n_clusters = n_clusters
         self.patch_size = patch_size
         self.n_patches = n_patches
@@ -122,7 +122,7 @@ class KMeansPatches(FeatureExtractor):
         self.pooling = pooling
         self.contrast_epsilon = contrast_epsilon
         self.whiten_epsilon = whiten_epsilon
-        self.max_iter = max_iter
+        self.kmeans_max_iter = kmeans_max_iter
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -153,9 +153,9 @@ class KMeansPatches(FeatureExtractor):
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         scale = 1.0 / np.sqrt(np.clip(eigenvalues, 0, None) + self.whiten_epsilon)
         whitening = (eigenvectors * scale) @ eigenvectors.T
-        whitened = ((normalised - mean) @ whitening).astype(np.float32)
+        whitened = (normalised - mean) @ whitening  # float64: fast k-means++ init
         kmeans = MiniBatchKMeans(
-            n_clusters=self.n_clusters, batch_size=4096, max_iter=self.max_iter,
+            n_clusters=self.n_clusters, batch_size=4096, max_iter=self.kmeans_max_iter,
             n_init=1, random_state=rng, compute_labels=False,
         ).fit(whitened)
         self.whiten_mean_ = mean.astype(np.float32)
