@@ -5,14 +5,7 @@ from sklearn.pipeline import FeatureUnion
 from featclf.pipelines import FEATURES, make_named_pipeline, parse_pipeline_name, pipeline_names
 
 
-def _needs_all_extractors():
-    # TEMPORARY until HOG and LBP land (branch hoglbp); removed then.
-    pytest.importorskip("featclf.features.hog", reason="HOG not merged yet")
-    pytest.importorskip("featclf.features.lbp", reason="LBP not merged yet")
-
-
 def test_every_shipped_name_parses_and_builds():
-    _needs_all_extractors()
     names = pipeline_names()
     assert {"hog-linsvm", "lbp-rbfsvm", "color-rf", "hog+color+lbp-linsvm"} <= set(names)
     for name in names:
@@ -49,7 +42,21 @@ def test_color_pipeline_fits_and_predicts_digits():
 
 
 def test_feature_factories_take_n_jobs():
-    _needs_all_extractors()
     for factory in FEATURES.values():
         steps = factory(n_jobs=2)
         assert steps[-1][1].get_params()["n_jobs"] == 2
+
+
+def test_scaling_only_where_the_features_need_it():
+    assert "scale" not in make_named_pipeline("hog-linsvm").named_steps
+    assert "scale" in make_named_pipeline("lbp-linsvm").named_steps
+    assert "scale" in make_named_pipeline("hog+color+lbp-linsvm").named_steps
+    assert "scale" not in make_named_pipeline("color-rf").named_steps
+
+
+def test_default_pipeline_on_digits():
+    from featclf.datasets import load_digits_images
+
+    images, labels, _ = load_digits_images()
+    pipeline = make_named_pipeline("hog-linsvm").fit(images[::2], labels[::2])
+    assert np.mean(pipeline.predict(images[1::2]) == labels[1::2]) > 0.97
