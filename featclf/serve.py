@@ -30,6 +30,8 @@ Bad requests never get a 500. Every error is JSON
 * 422 ``missing_files``: no file in the ``files``/``file`` fields (the
   message lists the fields received); ``unprocessable_image``: a decodable
   image the model cannot process; invalid query parameters;
+* 408 ``request_timeout``: the body was not received within ``timeout``
+  seconds (a slow or stalled client);
 * 503 ``busy``: the request waited ``timeout`` seconds for a free worker;
 * 504 ``timeout``: decoding and prediction took longer than ``timeout``
   (the worker thread finishes in the background; its answer is dropped).
@@ -71,7 +73,8 @@ class ServiceLimits:
     max_files : int, default=32
         Most images in one request.
     timeout : float, default=30.0
-        Seconds for waiting for a worker plus decoding and predicting.
+        Seconds allowed for receiving the body, and again for waiting for a
+        worker plus decoding and predicting.
     concurrency : int, optional
         Worker threads; default: the number of CPUs.
     """
@@ -422,7 +425,14 @@ def create_app(model, *, limits=None, trusted=None):
     async def predict(request: Request, top_k: int | None = None):
         if top_k is not None and top_k < 1:
             raise RequestError(422, "invalid_parameters", "top_k must be at least 1")
-        uploads = await _read_uploads(request, limits)
+        try:
+            uploads = await asyncio.wait_for(_read_uploads(request, limits),
+                                             limits.timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise RequestError(
+                408, "request_timeout",
+                f"the request body was not received within {limits.timeout:g} s",
+            ) from None
         if len(uploads) > limits.max_files:
             raise RequestError(413, "too_many_files",
                                f"{len(uploads)} files; the limit is {limits.max_files}")

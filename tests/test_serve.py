@@ -269,7 +269,7 @@ class _SlowPredictor(ImagePredictor):
         return super().predict(images, top_k=top_k)
 
 
-def test_slow_predictions_time_out_with_504_and_busy_workers_with_503(model_file):
+def test_timeouts_give_504_busy_workers_503_stalled_uploads_408(model_file):
     pipeline, metadata = load_model(model_file)
     limits = ServiceLimits(**{**LIMITS, "timeout": 0.3, "concurrency": 1})
     with Server(create_app(_SlowPredictor(pipeline, metadata), limits=limits)) as slow:
@@ -280,6 +280,10 @@ def test_slow_predictions_time_out_with_504_and_busy_workers_with_503(model_file
             second = pool.submit(slow.post_files, [("files", "b.png", png)])
             _assert_error(*first.result(), 504, "timeout")
             _assert_error(*second.result(), 503, "busy")
+        stalled = slow.raw(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png"
+                           b"\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n"
+                           + png[:100])  # the client stops sending
+        _assert_error(*stalled, 408, "request_timeout")
         time.sleep(1.2)  # the abandoned prediction finishes; the service still answers
         status, body = slow.request("GET", "/health")
         assert status == 200

@@ -14,7 +14,7 @@ def register(subparsers):
         description=(
             "Serve a model file over HTTP with FastAPI and uvicorn: POST "
             "/predict (multipart field 'files'), GET /health, GET /metadata. "
-            "Requests over the limits get JSON errors (413, 415, 422, 503, 504)."
+            "Requests over the limits get JSON errors (400, 408, 413, 415, 422, 503, 504)."
         ),
     )
     parser.add_argument("model", help="model file written by featclf (save_model)")
@@ -28,7 +28,8 @@ def register(subparsers):
     parser.add_argument("--max-files", type=int, default=32, metavar="N",
                         help="most images per request (default: 32)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="limit on waiting + decoding + predicting (default: 30)")
+                        help="limit on receiving the body (408), and on waiting + decoding + "
+                             "predicting (503 / 504) (default: 30)")
     parser.add_argument("--concurrency", type=int, default=None, metavar="N",
                         help="worker threads for prediction (default: CPU count)")
     parser.add_argument("--max-connections", type=int, default=64, metavar="N",
