@@ -1,20 +1,17 @@
 """Dense SIFT: featclf's DenseSIFT against cv2.SIFT.compute on the same grid.
 
-Speed (default): real gray photos resized to each size; one thread for both
-(OpenCV and BLAS limited to 1 thread); interleaved repeats; median CPU time
-per image (``time.process_time``, steadier than wall time on a shared
-machine; the process is single-threaded so both are CPU-bound). OpenCV is
-timed on ``compute`` alone with the grid keypoints built beforehand; featclf
-through ``transform``, validation included. One row per image size and grid
-(``step:patch_sizes``); the ``n_jobs=2`` column is wall-clock throughput of
-featclf on 16 images.
+Speed (default): real gray photos resized to each size, several grids
+(``step:patch_sizes``). The contenders and the timing are those of
+``scripts/bench_extractors.py`` (:func:`dense_sift_groups`, interleaved
+repeats, median wall time; OpenCV and BLAS limited to one thread; the
+OpenCV keypoints are built once, outside the timing; featclf is timed
+through ``transform``, validation included).
 
 Accuracy (``--accuracy``): bag of visual words on the 15-Scene split (1500
-train / 2985 test), with every descriptor on the same grid: k-means codebook
-(MiniBatchKMeans) on descriptors sampled from the training images only,
-hard-assignment word histograms over a 1x1 + 2x2 spatial pyramid (L1, then
-square root: Hellinger), linear SVM. Each descriptor type goes through
-exactly the same encoding and classifier.
+train / 2985 test) with each descriptor on the same grid, through exactly
+the same :class:`featclf.encoding.BagOfVisualWords` (hard assignment,
+1x1 + 2x2 spatial pyramid, codebook fitted on training descriptors only),
+square root (Hellinger) and a linear SVM.
 
 Run from the repository root::
 
@@ -33,10 +30,11 @@ from skimage import data
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from featclf.features import DenseSIFT  # noqa: E402
-from featclf.features.sift import opencv_grid_keypoints, opencv_sift_on_grid  # noqa: E402
-from featclf.preprocessing import to_gray  # noqa: E402
+from featclf.features.sift import opencv_sift_on_grid  # noqa: E402
+from featclf.preprocessing import to_gray, to_rgb  # noqa: E402
 
 
 def photos(size):
@@ -54,63 +52,32 @@ def parse_grid(text):
     return int(step), tuple(int(size) for size in sizes.split(","))
 
 
-def cpu_time_per_image(function, images):
-    start = time.process_time()
-    function(images)
-    return (time.process_time() - start) / len(images)
-
-
 def bench_speed(sizes, grids, repeats):
+    """Rows of :func:`bench_extractors.run_benchmark`'s form for dense SIFT."""
+    from bench_extractors import dense_sift_groups, time_group
+
     cv2.setNumThreads(1)
     rows = []
     for size in sizes:
-        images = photos(size)
-        for step, patch_sizes in grids:
-            dense = DenseSIFT(step=step, patch_sizes=patch_sizes).fit(images[:1])
-            keypoints, _ = opencv_grid_keypoints(images[0].shape, step, patch_sizes)
-            assert len(dense.transform(images[:1])[0]) == len(keypoints)
-            sift = cv2.SIFT_create()
-
-            def run_featclf(imgs, dense=dense):
-                dense.transform(imgs)
-
-            def run_opencv(imgs, sift=sift, keypoints=keypoints):
-                for image in imgs:
-                    sift.compute(image, keypoints)
-
-            timings = {"featclf": [], "opencv": []}
-            for repeat in range(repeats):
-                order = [("featclf", run_featclf), ("opencv", run_opencv)]
-                for name, function in order[::-1] if repeat % 2 else order:
-                    timings[name].append(cpu_time_per_image(function, images))
-            medians = {name: float(np.median(values)) for name, values in timings.items()}
-            medians["parallel"] = _parallel_throughput(dense, images * 4, repeats)
-            rows.append((size, step, patch_sizes, len(keypoints), medians))
+        images = np.stack([to_rgb(image) for image in photos(size)])
+        for name, _, contenders, reference in dense_sift_groups(
+            (size, size), images, grids
+        ):
+            medians = time_group(contenders, len(images), repeats)
+            ref_time = medians[[c[0] for c in contenders].index(reference)]
+            for (contender, threads, _), seconds in zip(contenders, medians):
+                rows.append((name, size, contender, threads, seconds, ref_time / seconds))
     return rows
 
 
-def _parallel_throughput(dense, batch, repeats):
-    """featclf images/s with n_jobs=2 (wall clock, median)."""
-    parallel = DenseSIFT(**{**dense.get_params(), "n_jobs": 2}).fit(batch[:1])
-    times = []
-    for _ in range(max(3, repeats // 2)):
-        start = time.perf_counter()
-        parallel.transform(batch)
-        times.append(time.perf_counter() - start)
-    return len(batch) / float(np.median(times))
-
-
 def print_speed(rows, repeats):
-    print(f"dense SIFT vs cv2.SIFT.compute on the same grid: single thread, median "
-          f"CPU time of {repeats} interleaved repeats over 4 photos")
-    print("| size | step | patch sizes | descriptors | featclf ms/img "
-          "| cv2.SIFT.compute ms/img | speed-up | featclf n_jobs=2 img/s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for size, step, patch_sizes, n_points, medians in rows:
-        ours, ref = medians["featclf"], medians["opencv"]
-        sizes = ",".join(str(p) for p in patch_sizes)
-        print(f"| {size}x{size} | {step} | {sizes} | {n_points} | {ours * 1e3:.2f} "
-              f"| {ref * 1e3:.2f} | {ref / ours:.1f}x | {medians['parallel']:.0f} |")
+    print(f"dense SIFT vs cv2.SIFT.compute on the same keypoints: median wall time of "
+          f"{repeats} interleaved repeats over 4 photos; OpenCV/BLAS single thread")
+    print("| grid | size | contender | n_jobs | ms/image | speed-up vs cv2.SIFT.compute |")
+    print("|---|---|---|---|---:|---:|")
+    for name, size, contender, threads, seconds, speedup in rows:
+        print(f"| {name} | {size}x{size} | {contender} | {threads} | {seconds * 1e3:.2f} "
+              f"| {speedup:.1f}x |")
 
 
 # -------------------------------------------------------------------- accuracy
@@ -129,82 +96,49 @@ def load_scene15(root):
     return split
 
 
-def describe_all(describe, images):
-    """Descriptor sets, descriptors stored as uint8 (x 512, like OpenCV's)."""
-    sets = []
-    for image in images:
-        found = describe(image)
-        quantised = np.minimum(np.rint(found.descriptors * 512), 255).astype(np.uint8)
-        sets.append((quantised, found.positions, found.image_shape))
-    return sets
-
-
-def fit_codebook(train_sets, n_words, per_image, seed):
-    from sklearn.cluster import MiniBatchKMeans
-
-    rng = np.random.default_rng(seed)
-    sample = []
-    for descriptors, _, _ in train_sets:
-        take = rng.choice(len(descriptors), min(per_image, len(descriptors)), replace=False)
-        sample.append(descriptors[take])
-    sample = np.concatenate(sample).astype(np.float32)
-    return MiniBatchKMeans(n_words, random_state=seed, batch_size=4096, n_init=3).fit(sample)
-
-
-def encode(sets, codebook):
-    """1x1 + 2x2 spatial pyramid of hard-assigned words, L1 then sqrt."""
-    n_words = codebook.n_clusters
-    features = np.zeros((len(sets), 5 * n_words), np.float32)
-    for row, (descriptors, positions, (height, width)) in enumerate(sets):
-        if len(descriptors) == 0:
-            continue
-        words = codebook.predict(descriptors.astype(np.float32))
-        quadrant = (2 * (positions[:, 1] >= height / 2) + (positions[:, 0] >= width / 2))
-        features[row, :n_words] = np.bincount(words, minlength=n_words)
-        cells = np.bincount((1 + quadrant) * n_words + words, minlength=5 * n_words)
-        features[row, n_words:] = cells[n_words:]
-    features[:, :n_words] /= np.maximum(features[:, :n_words].sum(1, keepdims=True), 1)
-    features[:, n_words:] /= np.maximum(features[:, n_words:].sum(1, keepdims=True), 1)
-    return np.sqrt(features)
-
-
-def bench_accuracy(root, step, patch_sizes, n_words, per_image, seed):
+def bench_accuracy(root, step, patch_sizes, n_words, seed):
     from sklearn.svm import LinearSVC
+
+    from featclf.encoding import BagOfVisualWords
 
     start = time.perf_counter()
     split = load_scene15(root)
     (train_images, y_train, _), (test_images, y_test, _) = split["train"], split["test"]
     print(f"15-Scene: {len(train_images)} train / {len(test_images)} test images, "
           f"read in {time.perf_counter() - start:.0f} s; grid step={step}, "
-          f"patch_sizes={patch_sizes}; {n_words} words, 1x1+2x2 pyramid, LinearSVC")
+          f"patch_sizes={patch_sizes}; BagOfVisualWords(hard, {n_words} words, "
+          "pyramid_levels=1), square root, LinearSVC")
     cv2.setNumThreads(1)
     # OpenCV blurs its first octave with sigma 1.52; magnif gives DenseSIFT the same
     matched_magnif = (patch_sizes[0] / 4) / np.sqrt(1.6**2 - 0.5**2)
+    first = train_images[:1]
+    defaults = DenseSIFT(step=step, patch_sizes=patch_sizes).fit(first)
+    matched = DenseSIFT(step=step, patch_sizes=patch_sizes, magnif=matched_magnif).fit(first)
     methods = {
-        "featclf DenseSIFT (defaults)": DenseSIFT(step=step, patch_sizes=patch_sizes).fit(
-            train_images[:1]
-        ),
-        "featclf DenseSIFT (OpenCV's blur)": DenseSIFT(
-            step=step, patch_sizes=patch_sizes, magnif=matched_magnif
-        ).fit(train_images[:1]),
-        "cv2.SIFT.compute on the grid": None,
+        "featclf DenseSIFT (defaults)": defaults.transform,
+        "featclf DenseSIFT (OpenCV's blur)": matched.transform,
+        "cv2.SIFT.compute on the grid": lambda images: [
+            opencv_sift_on_grid(image, step, patch_sizes) for image in images
+        ],
     }
-    print("| descriptors | extraction s (4485 images) | test accuracy | mean per-class recall |")
+    print("| descriptors | extraction CPU s (4485 images) | test accuracy "
+          "| mean per-class recall |")
     print("|---|---|---|---|")
-    for name, dense in methods.items():
-        if dense is None:
-            def describe(image):
-                return opencv_sift_on_grid(image, step, patch_sizes)
-        else:
-            def describe(image, dense=dense):
-                return dense.transform([image])[0]
-        begin = time.process_time()
-        train_sets = describe_all(describe, train_images)
-        test_sets = describe_all(describe, test_images)
-        extraction = time.process_time() - begin
-        codebook = fit_codebook(train_sets, n_words, per_image, seed)
-        x_train, x_test = encode(train_sets, codebook), encode(test_sets, codebook)
-        del train_sets, test_sets
+    for name, describe in methods.items():
+        bovw = BagOfVisualWords(n_words, pyramid_levels=1, max_descriptors=90_000,
+                                random_state=seed)
+        extraction = time.process_time()
+        train_sets = describe(train_images)
+        extraction = time.process_time() - extraction
+        x_train = np.sqrt(bovw.fit_transform(train_sets))
+        del train_sets
+        x_test = []
+        for begin in range(0, len(test_images), 500):  # bounded memory
+            block = time.process_time()
+            test_sets = describe(test_images[begin:begin + 500])
+            extraction += time.process_time() - block
+            x_test.append(np.sqrt(bovw.transform(test_sets)))
+        x_test = np.concatenate(x_test)
         classifier = LinearSVC(C=1.0, random_state=seed).fit(x_train, y_train)
         predicted = classifier.predict(x_test)
         accuracy = float(np.mean(predicted == y_test))
@@ -225,15 +159,12 @@ def main(argv=None):
                         help="15-Scene folder with train/ and test/ (for --accuracy)")
     parser.add_argument("--grid", default="8:16", help="grid for --accuracy")
     parser.add_argument("--words", type=int, default=300)
-    parser.add_argument("--per-image", type=int, default=60,
-                        help="descriptors per training image for the codebook")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     with threadpool_limits(1):
         if args.accuracy:
             step, patch_sizes = parse_grid(args.grid)
-            bench_accuracy(args.data, step, patch_sizes, args.words, args.per_image,
-                           args.seed)
+            bench_accuracy(args.data, step, patch_sizes, args.words, args.seed)
         else:
             rows = bench_speed(args.sizes, [parse_grid(g) for g in args.grids],
                                args.repeats)
