@@ -101,9 +101,9 @@ def _gradients(planes):
     return g_row, g_col
 
 
-# float32 magnitudes of two channels closer than this (relative) may be
-# ordered differently by float32 sqrt and by np.hypot: decided exactly.
-_TIE_TOLERANCE = 4e-7
+# float32 squared magnitudes of two channels closer than this (relative) may
+# be ordered differently than by np.hypot: decided exactly.
+_TIE_TOLERANCE = 4e-6
 
 
 def _dominant_channel(g_row, g_col):
@@ -111,10 +111,10 @@ def _dominant_channel(g_row, g_col):
 
     scikit-image compares ``np.hypot`` of float32 gradients (hypot is
     evaluated in float64 and rounded to float32) and takes the first
-    channel on ties. Here the order is taken from float32 magnitudes; the
-    pixels where two channels come within :data:`_TIE_TOLERANCE` are
-    decided again with the exact float64 hypot, so the choice is
-    scikit-image's.
+    channel on ties. Here the channels are compared by float32 squared
+    magnitudes; the pixels where another channel with a different gradient
+    comes within :data:`_TIE_TOLERANCE` of the chosen one are decided again
+    with the exact float64 hypot, so the choice is scikit-image's.
 
     Parameters
     ----------
@@ -124,26 +124,33 @@ def _dominant_channel(g_row, g_col):
     -------
     g_row, g_col : ndarray of shape (n, H, W), float32
     """
-    n, n_channels, height, width = g_row.shape
-    magnitude = np.sqrt(g_row * g_row + g_col * g_col)
-    best = np.zeros((n, height, width), dtype=np.intp)
-    largest = magnitude[:, 0].copy()
+    n_channels = g_row.shape[1]
+    squared = g_row * g_row
+    squared += g_col * g_col
+    best_row, best_col = g_row[:, 0].copy(), g_col[:, 0].copy()
+    largest = squared[:, 0].copy()
     for channel in range(1, n_channels):
-        larger = magnitude[:, channel] > largest
-        best[larger] = channel
-        np.maximum(largest, magnitude[:, channel], out=largest)
-    largest = largest[:, None]
-    n_close = (largest - magnitude <= largest * np.float32(_TIE_TOLERANCE)).sum(axis=1)
-    ambiguous = np.nonzero(n_close > 1)
-    if ambiguous[0].size:
-        image, row, col = ambiguous
+        larger = squared[:, channel] > largest
+        np.copyto(best_row, g_row[:, channel], where=larger)
+        np.copyto(best_col, g_col[:, channel], where=larger)
+        np.maximum(largest, squared[:, channel], out=largest)
+    threshold = largest * np.float32(1 - _TIE_TOLERANCE)
+    ambiguous = np.zeros(largest.shape, dtype=bool)
+    for channel in range(n_channels):
+        differs = g_row[:, channel] != best_row
+        differs |= g_col[:, channel] != best_col
+        differs &= squared[:, channel] >= threshold
+        ambiguous |= differs
+    where = np.nonzero(ambiguous)
+    if where[0].size:
+        image, row, col = where
         rows = g_row[image, :, row, col].astype(np.float64)
         cols = g_col[image, :, row, col].astype(np.float64)
-        exact = np.sqrt(rows * rows + cols * cols).astype(np.float32)
-        best[ambiguous] = exact.argmax(axis=1)
-    pick = best[:, None]
-    return (np.take_along_axis(g_row, pick, axis=1)[:, 0],
-            np.take_along_axis(g_col, pick, axis=1)[:, 0])
+        best = np.sqrt(rows * rows + cols * cols).astype(np.float32).argmax(axis=1)
+        picked = np.arange(best.size)
+        best_row[where] = rows[picked, best]
+        best_col[where] = cols[picked, best]
+    return best_row, best_col
 
 
 def _bin_edges(orientations):
