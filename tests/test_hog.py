@@ -161,3 +161,10 @@ def test_hog_linear_svm_on_mnist():
     )
     accuracy = model.fit(x_train, y_train).score(x_test, y_test)
     assert accuracy >= 0.97, accuracy
+
+
+def test_uint8_and_float_images_in_one_list(gray_images):
+    est = HOG(pixels_per_cell=6, cells_per_block=2).fit(gray_images)
+    mixed = [gray_images[0].astype(np.float32) / 255, gray_images[1]]
+    np.testing.assert_allclose(est.transform(mixed), est.transform(gray_images[:2]),
+                               atol=1e-6, rtol=0)

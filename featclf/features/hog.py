@@ -433,7 +433,10 @@ class HOG(FeatureExtractor):
                     "gray/colour kind): put featclf.preprocessing.Resize (and "
                     "Grayscale) before it",
                 )
-        stack = np.stack([to_float(image) for image in images])
+        if len({image.dtype for image in images}) == 1:
+            stack = to_float(np.stack(images))  # one conversion for the chunk
+        else:
+            stack = np.stack([to_float(image) for image in images])
         return hog_batch(
             stack,
             orientations=self.orientations,
