@@ -8,6 +8,12 @@ descriptor sets, so the checks that fit on 2-D numeric ``X`` cannot apply.
 place; :func:`check_image_estimator` runs featclf's image-input version of
 what they test (input forms, clone, pickle, subset invariance, ``n_jobs``
 determinism).
+
+An estimator class that cannot work without an external file (a model) sets
+the class attribute ``_requires_model_file = True``: its default instance
+still goes through the scikit-learn checks, but ``tests/test_estimator_checks.py``
+skips :func:`check_image_estimator` for it, and the estimator's own tests run
+that check with a real file (``CNNEmbedding``: ``tests/test_cnn.py``).
 """
 
 import os

@@ -28,4 +28,8 @@ def test_sklearn_compatible_estimator(estimator, check):
     ids=lambda est: type(est).__name__,
 )
 def test_image_input_checks(estimator, rgb_images):
+    if getattr(estimator, "_requires_model_file", False):
+        # Documented class attribute: the default instance has no model file
+        # to load, so its image checks run with the real model in its own tests.
+        pytest.skip(f"{type(estimator).__name__} needs a model file (tests/test_cnn.py)")
     check_image_estimator(estimator, rgb_images)

@@ -9,6 +9,7 @@ import importlib
 
 # public name -> module inside featclf.features that defines it
 _LOCATIONS = {
+    "CNNEmbedding": "cnn",
     "ColorHistogram": "color",
     "DescriptorSet": "descriptors",
     "DenseSIFT": "sift",
