@@ -134,8 +134,9 @@ def embed_all(args):
             out["scene15", split, mirrored] = cnn_embeddings(
                 extractor, items, f"scene15_{split}", cache, mirrored)
     x_tr, y_tr, x_te, y_te, classes = load_cifar10(args.cifar)
-    for split, items in (("test", x_te), ("train", x_tr)):
-        for mirrored in (False, True):
+    # plain images first: the mirrors only serve the flip-averaged variant
+    for mirrored in (False, True):
+        for split, items in (("test", x_te), ("train", x_tr)):
             out["cifar10", split, mirrored] = cnn_embeddings(
                 extractor, items, f"cifar10_{split}", cache, mirrored)
     return out
