@@ -2,6 +2,7 @@
 refit, test, save the model and write the report."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -171,9 +172,15 @@ def _plain(value):
     return value if isinstance(value, (str, int, float, bool, type(None), list)) else repr(value)
 
 
+def _shown_path(path):
+    """A path relative to the working folder when it lies below it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def _search_text(spec, splits, args, result):
     lines = [
-        f"spec: {spec.name} ({spec.path}), fingerprint {spec.fingerprint}",
+        f"spec: {spec.name} ({_shown_path(spec.path)}), fingerprint {spec.fingerprint}",
         f"description: {spec.description}",
         f"data: {splits.source}; {len(splits.train)} train"
         + (f", {len(splits.validation)} validation" if splits.validation is not None else "")
