@@ -308,9 +308,9 @@ class AugmentedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     labels repeated to match) and fits a clone of ``estimator`` on it.
     Prediction never augments: ``predict``, ``predict_proba``,
     ``decision_function`` and ``score`` pass the images straight to the
-    fitted inner estimator. Use it as the last step of nothing: it *is* the
-    model, and ``estimator`` is the image pipeline (preprocessing,
-    extractor, classifier). In a grid search, vary
+    fitted inner estimator. It is the whole model, not a pipeline step:
+    ``estimator`` is the image pipeline (preprocessing, extractor,
+    classifier), so the augmentation acts on images. In a grid search, vary
     ``augmenter__rotation``, ``n_copies`` or ``estimator__<step>__<param>``.
 
     Parameters
