@@ -39,6 +39,17 @@ def test_codes_equal_skimage(points, radius, method):
             assert got.max() < n_lbp_bins(points, method)
 
 
+@pytest.mark.parametrize("shape", [(600, 30), (30, 600)])
+def test_codes_equal_skimage_on_long_images(shape):
+    """Past 512 rows/columns the interpolation weights change in their last
+    bits (scikit-image computes them per pixel); ties make that visible."""
+    image = (np.random.default_rng(3).integers(0, 3, shape) * 80).astype(np.uint8)
+    for points, radius in [(8, 1), (16, 2), (24, 3)]:
+        codes = lbp_codes(np.stack([image, image]), points, radius, "uniform")
+        expected = local_binary_pattern(image, points, radius, "uniform")
+        np.testing.assert_array_equal(codes[1], expected)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_histograms_equal_skimage_histograms(method, rgb_images):
     pairs = [(8, 1), (12, 2.5)]

@@ -217,15 +217,77 @@ def _padding(radius):
     return int(math.ceil(radius)) + 1
 
 
+@functools.lru_cache(maxsize=256)
+def _weight_runs(size, offset):
+    """Interpolation fractions along one axis as a main value plus exceptions.
+
+    The fraction ``(i + offset) - floor(i + offset)`` changes in its last
+    bits only where ``i + offset`` crosses a power of two, so it is constant
+    over long runs of ``i``.
+
+    Returns
+    -------
+    low, high : int
+        As :func:`_axis_sampling`.
+    main : float
+        The most frequent fraction.
+    runs : tuple of (int, int, float)
+        ``(start, stop, fraction)`` for the runs of ``i`` whose fraction
+        differs from ``main``.
+    """
+    low, high, fraction = _axis_sampling(size, offset)
+    values, counts = np.unique(fraction, return_counts=True)
+    main = float(values[counts.argmax()])
+    edges = np.flatnonzero(np.diff(fraction)) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [size]])
+    runs = tuple((int(a), int(b), float(fraction[a]))
+                 for a, b in zip(starts, stops) if fraction[a] != main)
+    return low, high, main, runs
+
+
+#: with more exceptional runs than this along an axis, interpolation
+#: weights are expanded per pixel instead of patched run by run.
+_MAX_RUNS = 2
+
+
+@functools.lru_cache(maxsize=64)
+def _column_weights(width, offset, pad, n_rows):
+    """Per-pixel ``(1 - dc, dc)`` for ``n_rows`` rows of padded width."""
+    dc = np.zeros(width + 2 * pad)
+    dc[pad:pad + width] = _axis_sampling(width, offset)[2]
+    dc = np.tile(dc, n_rows)
+    weights = (1 - dc, dc)
+    for array in weights:
+        array.flags.writeable = False
+    return weights
+
+
+@functools.lru_cache(maxsize=64)
+def _row_weights(height, offset, pad, tall_width, first_row, n_rows, count):
+    """Per-pixel ``(1 - dr, dr)`` for a chunk (see :func:`_chunk_codes`)."""
+    per_image = np.zeros(height + 2 * pad)
+    per_image[pad:pad + height] = _axis_sampling(height, offset)[2]
+    rows = np.tile(per_image, count)[pad + first_row:]
+    rows = rows[:(count - 1) * (height + 2 * pad) + n_rows]
+    dr = np.repeat(rows, tall_width)
+    weights = (1 - dr, dr)
+    for array in weights:
+        array.flags.writeable = False
+    return weights
+
+
 def _padded_codes(gray, points, radius):
     """Default LBP codes of every image, computed on the zero-padded stack.
 
     The padded images are stacked into one tall image ``(n * Hp, Wp)`` and
     handled as a flat array, so a neighbour is a constant flat offset and
-    every step is a long contiguous operation. Rows are processed in chunks
-    of about :data:`_CHUNK_PIXELS` pixels so the float64 temporaries stay in
-    cache. Interpolation weights vary (in their last bits) with the row and
-    column, exactly as in scikit-image; they are expanded per pixel.
+    every step is a long contiguous operation on a chunk (several whole
+    images, or a band of rows of a large one) sized to stay in cache.
+    Interpolation weights vary (in their last bits) with the row and
+    column, exactly as in scikit-image: each pass uses the main weight, then
+    recomputes the few rows or columns whose weight differs
+    (:func:`_weight_runs`).
 
     Parameters
     ----------
@@ -248,49 +310,59 @@ def _padded_codes(gray, points, radius):
     flat = flat_u8.astype(np.float64)
     code_dtype = np.uint8 if points <= 8 else np.uint16 if points <= 16 else np.uint32
     codes = np.zeros(flat.size, dtype=code_dtype)
-
-    def padded_rows(weights, size):
-        # per padded row (or column) of the tall image, zero weight in the padding
-        out = np.zeros(size + 2 * pad)
-        out[pad:pad + size] = weights
-        return out
-
     neighbours = []
     for row, col in zip(*_neighbour_offsets(points, radius)):
-        top, bottom, dr = _axis_sampling(height, row)
-        left, right, dc = _axis_sampling(width, col)
+        top, bottom, dr, row_runs = _weight_runs(height, row)
+        left, right, dc, col_runs = _weight_runs(width, col)
         neighbours.append(dict(
             top=top * tall_width, bottom=bottom * tall_width, left=left, right=right,
-            integer=not dr.any() and not dc.any(), row_key=row, col_key=col,
-            dr=np.concatenate([[0], np.tile(padded_rows(dr, height), n), [0]])
-            if dr.any() else None,
-            dc=padded_rows(dc, width) if dc.any() else None,
+            dr=dr, row_runs=row_runs, dc=dc, col_runs=col_runs, col_key=col, row_key=row,
+            height=height, width=width,
+            integer=dr == 0 and dc == 0 and not row_runs and not col_runs,
         ))
-    # output rows: from the first image's first row to the last image's last
-    first_row, stop_row = 1 + pad, 1 + (n - 1) * tall_height + pad + height
-    chunk_rows = max(1, _CHUNK_PIXELS // tall_width)
-    for start in range(first_row, stop_row, chunk_rows):
-        stop = min(stop_row, start + chunk_rows)
-        _chunk_codes(flat, flat_u8, codes, start * tall_width, stop * tall_width,
-                     pad * tall_width, neighbours, tall_width)
+    geometry = (pad, tall_height, tall_width)
+    # chunks: several whole images when they fit, else bands of rows of one
+    # image, as (first image, image count, first row, row count)
+    per_chunk = _CHUNK_PIXELS // (tall_height * tall_width)
+    if per_chunk >= 1:
+        chunks = [(first, min(per_chunk, n - first), 0, height)
+                  for first in range(0, n, per_chunk)]
+    else:
+        band = max(1, _CHUNK_PIXELS // tall_width)
+        chunks = [(image, 1, row, min(band, height - row))
+                  for image in range(n) for row in range(0, height, band)]
+    for chunk in chunks:
+        _chunk_codes(flat, flat_u8, codes, chunk, neighbours, geometry)
     return codes[tall_width:-tall_width].reshape(n, tall_height, tall_width)
 
 
-def _chunk_codes(flat, flat_u8, codes, begin, end, margin, neighbours, tall_width):
-    """Add the default codes of flat positions ``begin:end`` into ``codes``.
+def _chunk_codes(flat, flat_u8, codes, chunk, neighbours, geometry):
+    """Add the default codes of one chunk of the tall image into ``codes``.
 
-    ``begin`` and ``end`` are row starts of the tall image; ``margin`` (the
-    padding rows, in pixels) is how far above and below the neighbours reach.
+    ``chunk`` is ``(first image, image count, first row, row count)``: rows
+    ``first row ..`` of each of the images (the padding rows between images
+    are computed too, and ignored).
     """
-    size = end - begin
-    centre = flat[begin:end]
-    centre_u8 = flat_u8[begin:end]
+    pad, tall_height, tall_width = geometry
+    first, count, first_row, n_rows = chunk
+    start = 1 + first * tall_height + pad + first_row  # tall-image row
+    stop = start + (count - 1) * tall_height + n_rows
+    begin, end = start * tall_width, stop * tall_width
+    size, margin = end - begin, pad * tall_width
+    centre, centre_u8 = flat[begin:end], flat_u8[begin:end]
     value, scratch = np.empty(size), np.empty(size)
     bit = np.empty(size, dtype=bool)
     shifted = np.empty(size, dtype=codes.dtype)
     out = codes[begin:end]
-    rows = slice(begin // tall_width, end // tall_width)
-    horizontal, row_weights = {}, {}
+    itemsize = value.itemsize
+    image_strides = (tall_height * tall_width * itemsize, tall_width * itemsize, itemsize)
+
+    def per_image(array):
+        # (count, n_rows, Wp) view of a chunk-sized array: image rows only
+        return np.lib.stride_tricks.as_strided(
+            array, shape=(count, n_rows, tall_width), strides=image_strides, writeable=True)
+
+    horizontal = {}
     for i, nb in enumerate(neighbours):
         if nb["integer"]:
             offset = nb["top"] + nb["left"]
@@ -300,28 +372,51 @@ def _chunk_codes(flat, flat_u8, codes, begin, end, margin, neighbours, tall_widt
                 # (1 - dc) * left + dc * right, on the chunk and `margin` around it
                 lo, hi = begin - margin, end + margin
                 left = flat[lo + nb["left"]:hi + nb["left"]]
-                if nb["dc"] is None:
-                    horizontal[nb["col_key"]] = left
+                right = flat[lo + nb["right"]:hi + nb["right"]]
+                dc = nb["dc"]
+                if dc == 0 and not nb["col_runs"]:
+                    interpolated = left
+                elif len(nb["col_runs"]) > _MAX_RUNS:
+                    one_minus_dc, dc = _column_weights(
+                        nb["width"], nb["col_key"], pad, (hi - lo) // tall_width)
+                    interpolated = np.multiply(left, one_minus_dc)
+                    interpolated += np.multiply(right, dc, out=np.empty_like(interpolated))
                 else:
-                    dc = np.tile(nb["dc"], (hi - lo) // tall_width)
                     interpolated = np.multiply(left, 1 - dc)
-                    np.multiply(flat[lo + nb["right"]:hi + nb["right"]], dc, out=dc)
-                    interpolated += dc
-                    horizontal[nb["col_key"]] = interpolated
+                    interpolated += np.multiply(right, dc, out=np.empty_like(interpolated))
+                    grid = interpolated.reshape(-1, tall_width)
+                    left, right = left.reshape(grid.shape), right.reshape(grid.shape)
+                    for run_start, run_stop, fraction in nb["col_runs"]:
+                        cols = slice(pad + run_start, pad + run_stop)
+                        grid[:, cols] = (left[:, cols] * (1 - fraction)
+                                         + right[:, cols] * fraction)
+                horizontal[nb["col_key"]] = interpolated
             interpolated = horizontal[nb["col_key"]]
             top = interpolated[margin + nb["top"]:margin + nb["top"] + size]
-            if nb["dr"] is None:
+            dr = nb["dr"]
+            if dr == 0 and not nb["row_runs"]:
                 np.greater_equal(top, centre, out=bit)
             else:
                 # (1 - dr) * top + dr * bottom
-                if nb["row_key"] not in row_weights:
-                    dr = np.repeat(nb["dr"][rows], tall_width)
-                    row_weights[nb["row_key"]] = (1 - dr, dr)
-                one_minus_dr, dr = row_weights[nb["row_key"]]
                 bottom = interpolated[margin + nb["bottom"]:margin + nb["bottom"] + size]
-                np.multiply(top, one_minus_dr, out=value)
-                np.multiply(bottom, dr, out=scratch)
-                value += scratch
+                if len(nb["row_runs"]) > _MAX_RUNS:
+                    one_minus_dr, dr = _row_weights(
+                        nb["height"], nb["row_key"], pad, tall_width, first_row, n_rows, count)
+                    np.multiply(top, one_minus_dr, out=value)
+                    np.multiply(bottom, dr, out=scratch)
+                    value += scratch
+                else:
+                    np.multiply(top, 1 - dr, out=value)
+                    np.multiply(bottom, dr, out=scratch)
+                    value += scratch
+                    value_rows, top_rows, bottom_rows = (
+                        per_image(value), per_image(top), per_image(bottom))
+                    for run_start, run_stop, fraction in nb["row_runs"]:
+                        rows = slice(max(run_start - first_row, 0),
+                                     max(min(run_stop - first_row, n_rows), 0))
+                        if rows.start < rows.stop:
+                            value_rows[:, rows] = (top_rows[:, rows] * (1 - fraction)
+                                                   + bottom_rows[:, rows] * fraction)
                 np.greater_equal(value, centre, out=bit)
         np.left_shift(bit.view(np.uint8), codes.dtype.type(i), out=shifted)
         out |= shifted
