@@ -59,11 +59,28 @@ def color_features(color_space="hsv", bins=8, mode="joint", grid=(2, 2), n_jobs=
                                      grid=grid, n_jobs=n_jobs))]
 
 
+def cnn_features(model_path=None, output="embedding", sha256=None, hflip_average=False,
+                 batch_size=32, n_jobs=None):
+    """A pretrained CNN's embedding from an ONNX file (EfficientNet-Lite0 preset).
+
+    ``model_path`` is required to fit (featclf downloads nothing): pass it
+    as ``feature_params={"cnn": {"model_path": ...}}`` or, from the command
+    line, ``featclf train --pipeline cnn-logreg --cnn-model FILE``.
+    """
+    from .features.cnn import CNNEmbedding
+
+    return [("cnn", CNNEmbedding(model_path, output=output, sha256=sha256,
+                                 hflip_average=hflip_average, batch_size=batch_size,
+                                 n_jobs=n_jobs))]
+
+
 #: feature name -> factory returning ``[(step_name, estimator), ...]``.
+#: ``cnn`` needs a model file, so it is not in :data:`SHIPPED`.
 FEATURES = {
     "hog": hog_features,
     "lbp": lbp_features,
     "color": color_features,
+    "cnn": cnn_features,
 }
 
 #: Features whose vectors are already normalised block by block (HOG's

@@ -209,3 +209,22 @@ def test_a_replaced_model_file_is_reloaded(model_path, rgb_images, tmp_path):
     os.utime(copy, ns=(0, 0))  # a different mtime whatever the clock resolution
     with pytest.raises(ValueError, match="not a readable ONNX model"):
         extractor.transform(rgb_images)
+
+
+def test_named_cnn_pipeline_takes_the_model_path(model_path, rgb_images):
+    from featclf.pipelines import make_named_pipeline
+
+    y = np.arange(len(rgb_images)) % 2
+    pipeline = make_named_pipeline("cnn-logreg", feature_params={"cnn": {"model_path": model_path}})
+    assert [name for name, _ in pipeline.steps] == ["cnn", "scale", "clf"]
+    assert (pipeline.fit(rgb_images, y).predict(rgb_images) == y).all()
+
+
+def test_train_command_with_a_cnn_pipeline(model_path, capsys):
+    from featclf.cli import main
+
+    assert main(["train", "-p", "cnn-logreg", "--n-train", "30", "--n-test", "10"]) == 1
+    assert "needs --cnn-model" in capsys.readouterr().err
+    assert main(["train", "-p", "cnn-logreg", "--cnn-model", model_path,
+                 "--n-train", "30", "--n-test", "10"]) == 0
+    assert "accuracy" in capsys.readouterr().out

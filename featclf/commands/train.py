@@ -47,6 +47,9 @@ def register(subparsers):
     parser.add_argument("--n-jobs", type=int, default=None,
                         help="parallel jobs for feature extraction (joblib's meaning)")
     parser.add_argument("--save", metavar="FILE", help="save the fitted model to FILE")
+    parser.add_argument("--cnn-model", metavar="FILE",
+                        help="ONNX model file for pipelines with the cnn feature "
+                             "(e.g. cnn-logreg; see docs/cnn.md)")
     parser.set_defaults(func=run)
 
 
@@ -128,10 +131,16 @@ def _feature_params(args, pipeline_name):
     from ..pipelines import parse_pipeline_name
 
     features, _ = parse_pipeline_name(pipeline_name)
-    if args.image_size is None or "hog" not in features:
-        return None
-    size, cell = args.image_size, max(2, args.image_size // 8)
-    return {"hog": {"image_size": (size, size), "pixels_per_cell": (cell, cell)}}
+    params = {}
+    if "cnn" in features:
+        if not getattr(args, "cnn_model", None):
+            raise ValueError(f"pipeline {pipeline_name!r} needs --cnn-model FILE (an ONNX "
+                             "model file, see docs/cnn.md)")
+        params["cnn"] = {"model_path": args.cnn_model}
+    if args.image_size is not None and "hog" in features:
+        size, cell = args.image_size, max(2, args.image_size // 8)
+        params["hog"] = {"image_size": (size, size), "pixels_per_cell": (cell, cell)}
+    return params or None
 
 
 def run(args):
