@@ -35,6 +35,14 @@ Why this design
 * A pickle, a bare skops file or any other file is refused before parsing,
   with a message saying what it looks like.
 
+skops is a core dependency, not an extra: ``featclf train --save``,
+``featclf predict`` and ``featclf grid`` write and read model files, and a
+safe format that needs an extra would push users back to pickle. It is pure
+Python and small (its other dependencies, scipy and scikit-learn, are ours
+already). Its cost is start-up time: importing ``skops.io`` imports every
+scikit-learn module to build its default allow-list (``docs/latency.md``
+measures it), so featclf imports it only inside these functions.
+
 Version differences warn (:class:`FeatclfVersionWarning`) rather than fail:
 the minor version of featclf, scikit-learn or scikit-image, or the major
 version of numpy or OpenCV, differing from the ones that saved the model can
