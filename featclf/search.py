@@ -67,6 +67,7 @@ __all__ = [
     "split_stateless",
     "read_results",
     "check_cache_folder",
+    "check_cluster",
     "format_results_table",
     "map_skipping_failures",
 ]
@@ -841,10 +842,52 @@ def _run_on_dask(spec, splits, scheduler, **options):
     except (OSError, TimeoutError) as exc:
         raise OSError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
     try:
+        check_cluster(client, scheduler)
         with joblib.parallel_config(backend="dask"):
             return run_search(spec, splits, n_jobs=-1, **options)
     finally:
         client.close()
+
+
+def check_cluster(client, address=""):
+    """Check that a Dask cluster's scheduler and workers can import featclf.
+
+    Tasks refer to featclf's functions by name, so the scheduler (which
+    reads the task graph) and every worker need the same featclf; without
+    this check a misconfigured cluster fails the tasks where the client
+    never hears of it, and the search waits forever.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    address : str, default=""
+        The scheduler address, for the message.
+
+    Raises
+    ------
+    OSError
+        If there are no workers, or the scheduler or a worker cannot import
+        featclf or has another version of it.
+    """
+    from . import __version__
+
+    probe = "__import__('featclf').__version__"
+    try:
+        versions = {"scheduler": client.run_on_scheduler(eval, probe)}
+        versions.update(client.run(eval, probe))
+    except Exception as exc:  # whatever the remote side raised
+        raise OSError(
+            f"the Dask cluster at {address!r} cannot import featclf "
+            f"({type(exc).__name__}: {exc}); install featclf {__version__} on the "
+            "scheduler and on every worker (or start them with PYTHONPATH set to "
+            "the repository)"
+        ) from None
+    if len(versions) < 2:
+        raise OSError(f"the Dask cluster at {address!r} has no workers")
+    other = {where: v for where, v in versions.items() if v != __version__}
+    if other:
+        raise OSError(f"the Dask cluster at {address!r} runs other featclf versions "
+                      f"{other}; this client has {__version__}")
 
 
 def format_results_table(candidates, top=None):

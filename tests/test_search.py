@@ -239,3 +239,25 @@ def test_dask_without_scheduler_is_an_error(digits):
     pytest.importorskip("distributed")
     with pytest.raises(ValueError, match="needs a scheduler address"):
         run_search(make_spec(), digits, backend="dask")
+
+
+class _ClusterWithoutFeatclf:
+    def run_on_scheduler(self, function, *args):
+        raise ModuleNotFoundError("No module named 'featclf'")
+
+
+class _ClusterWithoutWorkers:
+    def run_on_scheduler(self, function, *args):
+        return function(*args)
+
+    def run(self, function, *args):
+        return {}
+
+
+def test_cluster_that_cannot_import_featclf_is_a_clear_error():
+    from featclf.search import check_cluster
+
+    with pytest.raises(OSError, match="cannot import featclf .*No module named"):
+        check_cluster(_ClusterWithoutFeatclf(), "tcp://127.0.0.1:1")
+    with pytest.raises(OSError, match="has no workers"):
+        check_cluster(_ClusterWithoutWorkers(), "tcp://127.0.0.1:1")
