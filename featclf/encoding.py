@@ -270,6 +270,9 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         X : sequence of DescriptorSet, length n_images
             One descriptor set per image (the output of ``SIFT`` or
             ``DenseSIFT``); all sets must share the descriptor length ``d``.
+            Descriptors of any real dtype are accepted and converted to
+            float32 a block at a time, so sets may hold uint8-quantised
+            SIFT (``round(512 x)``, as OpenCV stores it) to save memory.
         y : ignored
             Present for pipeline compatibility.
 
@@ -286,7 +289,8 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"BagOfVisualWords: only {len(sample)} training descriptors "
                 f"(from {len(X)} images) to fit n_words={self.n_words} words; "
-                "lower n_words or give more (or denser) descriptors"
+                "lower n_words or give more (or denser) descriptors; a dense "
+                "descriptor step gives none for images smaller than its patch"
             )
         if not np.isfinite(sample).all():
             raise ValueError("BagOfVisualWords: training descriptors contain NaN or infinity")

@@ -95,6 +95,9 @@ EXTRA_TRUSTED_TYPES = frozenset({
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.isotonic.IsotonicRegression",
+    # SVC(kernel=intersection_kernel) of the hiksvm classifier: a reference
+    # to featclf's own module-level function, looked up by name
+    "featclf.kernels.intersection_kernel",
 })
 
 _FEATCLF_NAME = re.compile(r"^featclf(\.[A-Za-z_][A-Za-z0-9_]*)+$")

@@ -347,3 +347,23 @@ def test_bad_input_errors():
         enc.transform([sets[0], make_set(nan)])
     with pytest.raises(ValueError, match="NaN"):
         BagOfVisualWords(3).fit([make_set(nan)])
+
+
+def test_uint8_descriptors_encode_like_their_float_values():
+    sets = random_sets()
+    quantised = [
+        DescriptorSet(
+            np.clip(np.rint(s.descriptors * 40 + 100), 0, 255).astype(np.uint8),
+            s.positions, s.scales, s.image_shape,
+        )
+        for s in sets
+    ]
+    as_float = [
+        DescriptorSet(s.descriptors.astype(np.float32), s.positions, s.scales, s.image_shape)
+        for s in quantised
+    ]
+    for encoding in ("hard", "vlad"):
+        enc = BagOfVisualWords(4, encoding=encoding, random_state=0)
+        np.testing.assert_allclose(
+            enc.fit_transform(quantised), clone(enc).fit_transform(as_float), atol=1e-6
+        )
