@@ -17,6 +17,7 @@ with several, they sit under ``features`` (``features__hog__hog__...``).
 import difflib
 
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.kernel_approximation import AdditiveChi2Sampler
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -74,6 +75,25 @@ def cnn_features(model_path=None, output="embedding", sha256=None, hflip_average
                                  n_jobs=n_jobs))]
 
 
+def bovw_features(n_words=200, encoding="hard", pyramid_levels=2, step=8,
+                  patch_sizes=(16, 24, 32), random_state=0, n_jobs=None):
+    """Dense SIFT at three patch sizes (PHOW), then a spatial-pyramid bag of words.
+
+    The descriptor step is separate (and stateless), so ``Pipeline(memory=...)``
+    caches it while a grid varies the vocabulary or the classifier. Suits the
+    histogram classifiers ``chi2svm`` and ``hiksvm``; images must be larger
+    than the largest patch (32 px).
+    """
+    from .encoding import BagOfVisualWords
+    from .features.sift import DenseSIFT
+
+    return [
+        ("sift", DenseSIFT(step=step, patch_sizes=patch_sizes, n_jobs=n_jobs)),
+        ("bovw", BagOfVisualWords(n_words, encoding=encoding, pyramid_levels=pyramid_levels,
+                                  random_state=random_state, n_jobs=n_jobs)),
+    ]
+
+
 #: feature name -> factory returning ``[(step_name, estimator), ...]``.
 #: ``cnn`` needs a model file, so it is not in :data:`SHIPPED`.
 FEATURES = {
@@ -81,6 +101,7 @@ FEATURES = {
     "lbp": lbp_features,
     "color": color_features,
     "cnn": cnn_features,
+    "bovw": bovw_features,
 }
 
 #: Features whose vectors are already normalised block by block (HOG's
@@ -119,6 +140,30 @@ def random_forest(random_state=None, scale=True):
                                            n_jobs=None))]
 
 
+def chi2_svm(random_state=None, scale=True):
+    """Additive chi-squared feature map, then a linear SVM (for histograms).
+
+    ``AdditiveChi2Sampler`` (Vedaldi and Zisserman's explicit map) makes a
+    linear SVM approximate the additive chi2 kernel; no scaling, since the
+    map expects non-negative, L1-normalised histograms (``scale`` is
+    ignored).
+    """
+    return [("map", AdditiveChi2Sampler(sample_steps=2)),
+            ("clf", LinearSVC(C=1.0, random_state=random_state))]
+
+
+def intersection_svm(random_state=None, scale=True):
+    """An SVM with the exact histogram intersection kernel (for histograms).
+
+    The kernel is :func:`featclf.kernels.intersection_kernel` (picklable);
+    training costs ``O(n_images^2 * n_features)``. No scaling: the kernel
+    compares raw histograms (``scale`` is ignored).
+    """
+    from .kernels import intersection_kernel
+
+    return [("clf", SVC(kernel=intersection_kernel, C=1.0, random_state=random_state))]
+
+
 #: classifier name -> factory ``f(random_state, scale)`` returning
 #: ``[(step_name, estimator), ...]``; ``scale`` says whether the features
 #: need standardising first (see :data:`SCALE_FREE_FEATURES`).
@@ -127,6 +172,8 @@ CLASSIFIERS = {
     "logreg": logistic_regression,
     "rbfsvm": rbf_svm,
     "rf": random_forest,
+    "chi2svm": chi2_svm,
+    "hiksvm": intersection_svm,
 }
 
 
@@ -239,6 +286,7 @@ SHIPPED = {
     "lbp": ("linsvm", "rbfsvm", "rf"),
     "color": ("linsvm", "rbfsvm", "rf"),
     "hog+color+lbp": ("linsvm", "logreg"),
+    "bovw": ("chi2svm", "hiksvm", "linsvm"),
 }
 
 
