@@ -6,9 +6,10 @@
 1. ``fit`` draws a seeded sample of at most ``max_descriptors`` training
    descriptors, spread evenly over the images, optionally reduces them with
    PCA, and fits a vocabulary on the sample: k-means centres
-   (:class:`~sklearn.cluster.MiniBatchKMeans`) for the ``hard``, ``soft`` and
-   ``vlad`` encodings, a diagonal Gaussian mixture
-   (:class:`~sklearn.mixture.GaussianMixture`) for ``fisher``. Nothing is
+   (:class:`~sklearn.cluster.MiniBatchKMeans`, k-means++ seeding, mini-batches
+   of 4096) for the ``hard``, ``soft`` and ``vlad`` encodings, a diagonal
+   Gaussian mixture (:class:`~sklearn.mixture.GaussianMixture`, k-means++
+   seeding, EM) for ``fisher``. Nothing is
    fitted anywhere else, so inside ``cross_val_score`` or ``GridSearchCV``
    the vocabulary is refitted on each training fold (no leakage).
 2. ``transform`` encodes each image's descriptors against the vocabulary and
@@ -85,6 +86,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from .base import _one_thread_per_worker
 from .features.descriptors import DescriptorSet
@@ -163,8 +165,10 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds the descriptor sample, PCA, k-means and the mixture.
     n_jobs : int or None, default=None
-        Encode blocks in parallel threads (joblib meaning; BLAS is limited to
-        one thread per worker).
+        Cores to use (joblib's meaning): ``transform`` encodes blocks in
+        that many threads with one BLAS thread each; ``fit`` limits the
+        BLAS/OpenMP threads of PCA, k-means and the mixture to that many, so
+        the step never oversubscribes a shared machine.
 
     Attributes
     ----------
@@ -283,6 +287,11 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         n_dims = _check_descriptor_sets(X)
+        with threadpool_limits(effective_n_jobs(self.n_jobs)):
+            self._fit_vocabulary(X, n_dims)
+        return self
+
+    def _fit_vocabulary(self, X, n_dims):
         rng = check_random_state(self.random_state)
         sample = _sample_descriptors(X, self.max_descriptors, rng)
         if len(sample) < self.n_words:
@@ -311,6 +320,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             gmm = GaussianMixture(
                 self.n_words,
                 covariance_type="diag",
+                init_params="k-means++",
                 random_state=_seed(rng),
                 max_iter=100,
             ).fit(sample)
@@ -321,8 +331,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             kmeans = MiniBatchKMeans(
                 self.n_words,
                 batch_size=4096,
-                n_init=3,
-                max_no_improvement=20,
+                n_init=1,
                 random_state=_seed(rng),
             ).fit(sample)
             self.codebook_ = kmeans.cluster_centers_.astype(np.float32)
@@ -336,7 +345,6 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         self.n_descriptor_dims_ = n_dims
         self.n_training_descriptors_ = len(sample)
         self.n_features_out_ = len(self._cell_names()) * self._values_per_cell()
-        return self
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
@@ -358,7 +366,8 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         blocks = _blocks(X, self.batch_size)
         n_jobs = effective_n_jobs(self.n_jobs)
         if n_jobs == 1 or len(blocks) == 1:
-            parts = [self._encode_block(X, start, stop) for start, stop in blocks]
+            with threadpool_limits(n_jobs):
+                parts = [self._encode_block(X, start, stop) for start, stop in blocks]
         else:
             with _one_thread_per_worker():
                 parts = Parallel(n_jobs=n_jobs, prefer="threads")(

@@ -11,11 +11,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
+from threadpoolctl import threadpool_limits
 
 from featclf.encoding import BagOfVisualWords, _gmm_posteriors, pyramid_weights
 from featclf.features import DescriptorSet
 
 ENCODINGS = ["hard", "soft", "vlad", "fisher"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny fits: OpenMP/BLAS threads only add start-up and contention cost."""
+    with threadpool_limits(1):
+        yield
 
 
 def make_set(descriptors, positions=None, image_shape=(32, 32)):
