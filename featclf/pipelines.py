@@ -157,11 +157,13 @@ def intersection_svm(random_state=None, scale=True):
 
     The kernel is :func:`featclf.kernels.intersection_kernel` (picklable);
     training costs ``O(n_images^2 * n_features)``. No scaling: the kernel
-    compares raw histograms (``scale`` is ignored).
+    compares raw histograms (``scale`` is ignored). C=3 is what 3-fold CV
+    on 15-Scene's training images picks for a 400-word pyramid
+    (scripts/scene15_bovw.py).
     """
     from .kernels import intersection_kernel
 
-    return [("clf", SVC(kernel=intersection_kernel, C=1.0, random_state=random_state))]
+    return [("clf", SVC(kernel=intersection_kernel, C=3.0, random_state=random_state))]
 
 
 #: classifier name -> factory ``f(random_state, scale)`` returning

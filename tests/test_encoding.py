@@ -13,6 +13,7 @@ from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
+from conftest import shared_path
 from featclf.encoding import BagOfVisualWords, _gmm_posteriors, pyramid_weights
 from featclf.features import DescriptorSet
 
@@ -375,3 +376,31 @@ def test_uint8_descriptors_encode_like_their_float_values():
         np.testing.assert_allclose(
             enc.fit_transform(quantised), clone(enc).fit_transform(as_float), atol=1e-6
         )
+
+
+# ------------------------------------------------------------- real data
+@pytest.mark.slow
+def test_scene15_subset_is_clearly_above_chance():
+    """5 classes x 30 training images of 15-Scene, 20 test images each."""
+    from featclf.features import DenseSIFT
+    from featclf.io import load_image_folder
+    from featclf.pipelines import chi2_svm
+
+    root = shared_path("data", "scene15")
+    classes = ["Coast", "Forest", "Highway", "Kitchen", "Suburb"]
+
+    def subset(split, per_class):
+        paths, labels, names = load_image_folder(root / split)
+        keep = [np.flatnonzero(labels == names.index(c))[:per_class] for c in classes]
+        keep = np.concatenate(keep)
+        return [paths[i] for i in keep], labels[keep]
+
+    x_train, y_train = subset("train", 30)
+    x_test, y_test = subset("test", 20)
+    pipe = make_pipeline(
+        DenseSIFT(step=8, patch_sizes=(16,)),
+        BagOfVisualWords(100, pyramid_levels=1, random_state=0),
+        *[step for _, step in chi2_svm(random_state=0)],
+    )
+    accuracy = np.mean(pipe.fit(x_train, y_train).predict(x_test) == y_test)
+    assert accuracy >= 0.7, accuracy  # chance is 0.2
