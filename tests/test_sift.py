@@ -6,7 +6,7 @@ import pytest
 from skimage import data
 
 from featclf.features import SIFT, DenseSIFT, DescriptorSet
-from featclf.features.sift import _pooled_orientation_maps, dense_grid, normalize_sift, opencv_sift_on_grid, root_sift
+from featclf.features.sift import _gradient_polar, _pooled_orientation_maps, dense_grid, normalize_sift, opencv_sift_on_grid, root_sift
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_ramp_between_two_bins_is_split_linearly():
     theta = np.deg2rad(45 / 4)
     image = ((cols * np.cos(theta) - rows * np.sin(theta) + 20) / 100.0).astype(np.float32)
     inside = np.arange(8, 25, 4)  # cells whose support (+-3 pixels) avoids the border
-    pooled = _pooled_orientation_maps(image, 8, 4, inside, inside)
+    pooled = _pooled_orientation_maps(*_gradient_polar(image, 8), 8, 4, inside, inside)
     cell_mass = 16 * 0.01  # a 4x4 triangular kernel has unit height, sum 16
     np.testing.assert_allclose(pooled[..., 0], 0.75 * cell_mass, rtol=1e-3)
     np.testing.assert_allclose(pooled[..., 1], 0.25 * cell_mass, rtol=1e-3)
@@ -218,6 +218,20 @@ def test_chunked_and_parallel_equal_single_thread(make, camera):
             np.testing.assert_array_equal(a.descriptors, b.descriptors)
             np.testing.assert_array_equal(a.positions, b.positions)
             np.testing.assert_array_equal(a.scales, b.scales)
+
+
+def test_same_size_images_described_together_equal_one_at_a_time(camera):
+    # DenseSIFT stacks same-size images into one mosaic; each must come out
+    # exactly as when it is alone
+    images = np.stack([camera[:64, :80], camera[64:, 80:], camera[:64, 80:],
+                       np.full((64, 80), 7, np.uint8)])
+    for params in ({}, {"step": 5, "patch_sizes": (12, 20)}, {"magnif": None}):
+        step = DenseSIFT(**params).fit(images)
+        together = step.transform(images)
+        for image, described in zip(images, together):
+            (alone,) = step.transform(image[None])
+            np.testing.assert_array_equal(described.descriptors, alone.descriptors)
+            np.testing.assert_array_equal(described.positions, alone.positions)
 
 
 def test_dense_grid_scales_share_centres():

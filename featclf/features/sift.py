@@ -395,55 +395,96 @@ class DenseSIFT(ImageTransformer):
 
     def _transform_chunk(self, images):
         patch_sizes = self._patch_sizes()
-        return [self._describe(_gray_float(image), patch_sizes) for image in images]
+        grays = [_gray_float(image) for image in images]
+        by_shape = {}
+        for index, gray in enumerate(grays):
+            by_shape.setdefault(gray.shape, []).append(index)
+        sets = [None] * len(grays)
+        for shape, indices in by_shape.items():
+            # small images are described together, a mosaic of about
+            # _BAND_PIXELS pixels at a time (fewer calls per image)
+            per_mosaic = max(1, _BAND_PIXELS // (shape[0] * shape[1]))
+            for start in range(0, len(indices), per_mosaic):
+                batch = indices[start:start + per_mosaic]
+                described = self._describe_same_size([grays[i] for i in batch], patch_sizes)
+                for index, descriptor_set in zip(batch, described):
+                    sets[index] = descriptor_set
+        return sets
 
-    def _describe(self, gray, patch_sizes):
-        grid = dense_grid(gray.shape, self.step, patch_sizes, self.n_cells)
+    def _describe_same_size(self, grays, patch_sizes):
+        """Descriptor sets of images of one shape, computed together."""
+        shape = grays[0].shape
+        grid = dense_grid(shape, self.step, patch_sizes, self.n_cells)
         if grid[0][1].size == 0 or grid[0][2].size == 0:
-            return DescriptorSet.empty(self.n_dims_, gray.shape)
+            return [DescriptorSet.empty(self.n_dims_, shape) for _ in grays]
         descriptors, positions, scales = [], [], []
         for patch_size, (cell, first_x, first_y) in zip(patch_sizes, grid):
-            descriptors.append(self._describe_scale(gray, cell, first_x, first_y))
+            descriptors.append(self._describe_scale(grays, cell, first_x, first_y))
             positions.append(_grid_positions(first_x, first_y, cell, self.n_cells))
             scales.append(np.full(len(positions[-1]), patch_size, np.float32))
-        return DescriptorSet(
-            np.concatenate(descriptors),
-            np.concatenate(positions),
-            np.concatenate(scales),
-            tuple(gray.shape),
-        )
+        descriptors = np.concatenate(descriptors, axis=1)
+        positions, scales = np.concatenate(positions), np.concatenate(scales)
+        return [
+            DescriptorSet(image_descriptors, positions.copy(), scales.copy(), tuple(shape))
+            for image_descriptors in descriptors
+        ]
 
-    def _describe_scale(self, gray, cell, first_x, first_y):
-        """Descriptors of one scale, shape (n_y * n_x, n_dims_)."""
-        if self.magnif is not None:
-            gray = cv2.GaussianBlur(gray, (0, 0), cell / self.magnif,
-                                    borderType=cv2.BORDER_REPLICATE)
+    def _describe_scale(self, grays, cell, first_x, first_y):
+        """Descriptors of one scale for same-size images, (n_images, n_y * n_x, n_dims_).
+
+        The images are stacked into one tall mosaic, each with a border of
+        ``pad`` replicated pixels (so smoothing and gradients see what
+        ``BORDER_REPLICATE`` would give); gradient magnitudes outside the
+        images are zeroed and ``pad >= cell`` keeps the pooling of one image
+        from reaching the next, so every image is described exactly as if
+        it were alone.
+        """
+        n_images, (height, width) = len(grays), grays[0].shape
+        sigma = None if self.magnif is None else cell / self.magnif
+        radius = 0 if sigma is None else int(np.ceil(4 * sigma))
+        pad = max(radius + 1, cell)
+        mosaic = np.concatenate([
+            cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            for gray in grays
+        ])
+        if sigma is not None:
+            mosaic = cv2.GaussianBlur(mosaic, (2 * radius + 1, 2 * radius + 1), sigma,
+                                      borderType=cv2.BORDER_REPLICATE)
+        magnitude, position = _gradient_polar(mosaic, self.n_bins_orientation)
+        blocks = magnitude.reshape(n_images, height + 2 * pad, width + 2 * pad)
+        blocks[:, :pad] = 0.0
+        blocks[:, pad + height:] = 0.0
+        blocks[:, :, :pad] = 0.0
+        blocks[:, :, pad + width:] = 0.0
         offsets = cell * np.arange(self.n_cells)
         rows, row_index = np.unique(first_y[:, None] + offsets, return_inverse=True)
         cols, col_index = np.unique(first_x[:, None] + offsets, return_inverse=True)
-        # (len(rows), len(cols), B)
-        pooled = _pooled_orientation_maps(gray, self.n_bins_orientation, cell, rows, cols)
-        # (n_y, n_x, cell row, cell col, B), weighted by the window
+        image_tops = pad + (height + 2 * pad) * np.arange(n_images)
+        pooled = _pooled_orientation_maps(
+            magnitude, position, self.n_bins_orientation, cell,
+            (image_tops[:, None] + rows).ravel(), pad + cols,
+        ).reshape(n_images, len(rows), len(cols), self.n_bins_orientation)
         row_index = row_index.reshape(len(first_y), self.n_cells)
         col_index = col_index.reshape(len(first_x), self.n_cells)
         window = self._window(cell)
+        # (n_images, n_y, n_x, cell row, cell column, B)
         cells = _cell_windows(pooled, row_index, col_index)
         # merge (cell column, orientation): one run of n_cells * B values
         # (a view when the cell columns are adjacent in `pooled`), so the
         # window product loops over long rows
-        cells = cells.reshape(cells.shape[:3] + (-1,))
+        cells = cells.reshape(cells.shape[:4] + (-1,))
         raw = np.multiply(cells, np.repeat(window, self.n_bins_orientation, axis=1))
-        raw = raw.reshape(len(first_y) * len(first_x), -1)
+        raw = raw.reshape(n_images * len(first_y) * len(first_x), -1)
         # mass (sum of the raw descriptor), from per-cell sums over orientations
-        cell_sums = _cell_windows(pooled.sum(axis=2, keepdims=True), row_index, col_index)
-        mass = np.einsum("yxabk,ab->yx", cell_sums, window).ravel()
+        cell_sums = _cell_windows(pooled.sum(axis=3, keepdims=True), row_index, col_index)
+        mass = np.einsum("nyxabk,ab->nyx", cell_sums, window).ravel()
         span = (self.n_cells - 1) * cell + 1
         descriptors = _normalize_sift_in_place(
             raw, SIFT_CLIP, zero=mass < self.contrast_threshold * span * span
         )
         if self.root_sift:
             descriptors = root_sift(descriptors)
-        return descriptors
+        return descriptors.reshape(n_images, len(first_y) * len(first_x), -1)
 
     def _window(self, cell):
         """Per-cell Gaussian window weights, shape (n_cells, n_cells)."""
@@ -462,22 +503,23 @@ class DenseSIFT(ImageTransformer):
 _BAND_PIXELS = 65536
 
 
-def _pooled_orientation_maps(gray, n_bins, cell, rows, cols):
+def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols):
     """Soft-binned gradient magnitudes pooled into cells, at ``rows`` x ``cols``.
 
     For each orientation bin ``k`` (one plane at a time, over horizontal
     bands of about :data:`_BAND_PIXELS` pixels, to keep the working set in
-    cache): the channel ``m * max(0, 1 - |t - k|)`` with ``t = theta * B /
-    (2 pi)`` and ``|t - k|`` measured around the circle (linear
+    cache): the channel ``m * max(0, 1 - |t - k|)`` (``t`` the orientation
+    in bin units, ``|t - k|`` measured around the circle: linear
     interpolation between the two nearest bin centres), then the separable
     triangular kernel ``1 - |d| / c`` (``|d| < c``): the horizontal pass
     over every row of the band, the vertical pass only over the sampled
-    columns. Pixels outside the image count as zero.
+    columns. Pixels outside the array count as zero.
 
     Parameters
     ----------
-    gray : ndarray of shape (H, W), float32
-        The (smoothed) gray image.
+    magnitude, position : ndarray of shape (H, W), float32
+        Gradient magnitude and orientation in bin units, ``[0, n_bins)``
+        (see :func:`_gradient_polar`).
     n_bins : int
         Orientation bins ``B``.
     cell : int
@@ -489,8 +531,7 @@ def _pooled_orientation_maps(gray, n_bins, cell, rows, cols):
     -------
     pooled : ndarray of shape (len(rows), len(cols), B), float32
     """
-    magnitude, position = _gradient_polar(gray, n_bins)
-    height, width = gray.shape
+    height, width = magnitude.shape
     kernel = 1.0 - np.abs(np.arange(1 - cell, cell, dtype=np.float32)) / cell
     col_slice = _as_slice(cols)
     pooled = np.empty((len(rows), len(cols), n_bins), np.float32)
@@ -559,28 +600,37 @@ def _take(array, index, axis):
 
 
 def _cell_windows(pooled, row_index, col_index):
-    """The pooled cells of every descriptor, shape (n_y, n_x, n_cells, n_cells, B).
+    """The pooled cells of every descriptor of every image.
 
-    ``row_index[i, a]`` (``col_index[j, b]``) is the row (column) of
-    ``pooled`` holding cell row ``a`` (column ``b``) of grid row ``i``
-    (column ``j``). When both are affine in ``(i, a)`` (the grid step is a
-    multiple of the cell spacing) the result is a strided view of
-    ``pooled``; otherwise a gathered copy.
+    Parameters
+    ----------
+    pooled : ndarray of shape (n_images, n_rows, n_cols, B)
+        Pooled maps at the sampled rows and columns.
+    row_index, col_index : ndarray of int, shape (n_y, n_cells) and (n_x, n_cells)
+        ``row_index[i, a]`` (``col_index[j, b]``) is the row (column) of
+        ``pooled`` holding cell row ``a`` (column ``b``) of grid row ``i``
+        (column ``j``).
+
+    Returns
+    -------
+    cells : ndarray of shape (n_images, n_y, n_x, n_cells, n_cells, B)
+        A strided view of ``pooled`` when both indices are affine in
+        ``(i, a)`` (the grid step is a multiple of the cell spacing),
+        otherwise a gathered copy.
     """
     affine_rows, affine_cols = _affine_strides(row_index), _affine_strides(col_index)
     if affine_rows is not None and affine_cols is not None:
         (row0, row_step, row_cell), (col0, col_step, col_cell) = affine_rows, affine_cols
-        stride_r, stride_c, stride_b = pooled.strides
-        origin = pooled[row0:, col0:]
+        stride_n, stride_r, stride_c, stride_b = pooled.strides
         return np.lib.stride_tricks.as_strided(
-            origin,
-            shape=row_index.shape[:1] + col_index.shape[:1] + row_index.shape[1:]
-            + col_index.shape[1:] + pooled.shape[2:],
-            strides=(row_step * stride_r, col_step * stride_c, row_cell * stride_r,
-                     col_cell * stride_c, stride_b),
+            pooled[:, row0:, col0:],
+            shape=pooled.shape[:1] + row_index.shape[:1] + col_index.shape[:1]
+            + row_index.shape[1:] + col_index.shape[1:] + pooled.shape[3:],
+            strides=(stride_n, row_step * stride_r, col_step * stride_c,
+                     row_cell * stride_r, col_cell * stride_c, stride_b),
             writeable=False,
         )
-    return pooled[row_index[:, None, :, None], col_index[None, :, None, :]]
+    return pooled[:, row_index[:, None, :, None], col_index[None, :, None, :]]
 
 
 def _affine_strides(index):
