@@ -242,10 +242,11 @@ class DenseSIFT(ImageTransformer):
 
     Algorithm, for each patch size ``P`` (cell size ``c = P / n_cells``):
 
-    1. The gray image (float, 0-1) is smoothed with a Gaussian of sigma
-       ``c / magnif`` (``vl_phow``; skipped when ``magnif`` is None).
-    2. Gradients by central differences ``[-1, 0, 1] / 2`` (replicated
-       border); magnitude ``m`` and orientation ``theta``, measured
+    1. The gray image (float, 0-1), extended by replicating its border
+       pixels, is smoothed with a Gaussian of sigma ``c / magnif``
+       (``vl_phow``; skipped when ``magnif`` is None).
+    2. Gradients by central differences ``[-1, 0, 1] / 2``;
+       magnitude ``m`` and orientation ``theta``, measured
        counter-clockwise from the +x axis with y pointing *up* (OpenCV's
        SIFT convention).
     3. Soft orientation binning: with ``t = theta * B / (2 pi)`` for
@@ -318,14 +319,18 @@ class DenseSIFT(ImageTransformer):
 
     Notes
     -----
-    Deviations from VLFeat: gradients at the image border use replicated
-    pixels (central difference halved) instead of one-sided differences;
-    pooling treats pixels outside the image as zero gradient (VLFeat
+    Deviations from VLFeat: gradients at the image border use the
+    replicated (then smoothed) border pixels instead of one-sided
+    differences; pooling treats pixels outside the image as zero gradient (VLFeat
     replicates; OpenCV skips them, as here); the grid is centred in the
     image and fitted to the largest patch; orientations follow OpenCV's
     y-up convention. Unlike Lowe's SIFT, descriptors are upright (no
     dominant orientation) and the Gaussian window is applied per cell
     (fast mode) rather than per pixel.
+
+    Small images of one size are described together, stacked into one
+    mosaic with zero-gradient gaps (fewer calls per image); every image's
+    descriptors are exactly those it gets alone.
 
     References
     ----------
@@ -568,7 +573,7 @@ def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols):
 def _gradient_polar(gray, n_bins):
     """Gradient magnitude and orientation in bin units, each of shape (H, W).
 
-    Central differences ``[-1, 0, 1] / 2`` with replicated borders; the
+    Central differences ``[-1, 0, 1] / 2`` (replicated border); the
     orientation is measured counter-clockwise from +x with y pointing up
     (OpenCV's SIFT convention) and scaled to ``[0, n_bins)``.
     """
