@@ -207,7 +207,7 @@ def time_group(contenders, n_images, repeats):
             for index in range(len(contenders))]
 
 
-def run_benchmark(sizes, repeats):
+def run_benchmark(sizes, repeats, only=None):
     rows = []
     cv2.setNumThreads(1)
     with threadpool_limits(1):
@@ -215,6 +215,8 @@ def run_benchmark(sizes, repeats):
             images = real_images(size, n_images)
             for builder in GROUP_BUILDERS:
                 for extractor, _, contenders, reference in builder(size, images):
+                    if only and extractor.split()[0] not in only:
+                        continue
                     timings = time_group(contenders, n_images, repeats)
                     ref_median, ref_best = timings[[c[0] for c in contenders].index(reference)]
                     for (name, threads, _), (seconds, best) in zip(contenders, timings):
@@ -324,6 +326,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default 5)")
     parser.add_argument("--quick", action="store_true", help="a quarter of the images, 3 repeats")
+    parser.add_argument("--only", nargs="+", metavar="EXTRACTOR",
+                        help="time only these extractors (HOG, LBP, ColorHistogram, DenseSIFT)")
     parser.add_argument("--output", default="docs/benchmarks.md",
                         help="Markdown table to write (default %(default)s; '' for none)")
     parser.add_argument("--memory", action="store_true",
@@ -340,7 +344,7 @@ def main(argv=None):
         sizes = {size: max(4, n // 4) for size, n in SIZES.items()}
         args.repeats = min(args.repeats, 3)
     load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
-    rows = run_benchmark(sizes, args.repeats)
+    rows = run_benchmark(sizes, args.repeats, args.only)
     load_after = " ".join(f"{v:.1f}" for v in os.getloadavg())
     memory_line = memory_check(args.mnist) if args.memory else ""
     if args.output:
