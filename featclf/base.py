@@ -183,7 +183,10 @@ class _one_thread_per_worker:
 
 def _run_chunk(step, batch, start, stop, limit_threads=False):
     """Load images ``start:stop`` and apply ``step`` to them."""
-    images = [_load_one(batch, i) for i in range(start, stop)]
+    if isinstance(batch.items, np.ndarray):  # a validated stack: views, no copy
+        images = list(batch.items[start:stop])
+    else:
+        images = [_load_one(batch, i) for i in range(start, stop)]
     if not limit_threads:
         return _checked_chunk(step, images, batch, start)
     with _one_thread_per_worker():

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..base import FeatureExtractor
+from ..base import FeatureExtractor, ImageError
 from ..preprocessing import to_rgb, to_uint8
 
 __all__ = ["ColorHistogram"]
@@ -22,7 +22,7 @@ _CHANNEL_NAMES = {"rgb": "RGB", "hsv": "HSV", "lab": "Lab"}
 
 
 def _grid_edges(length, parts):
-    return np.linspace(0, length, parts + 1).round().astype(int)
+    return [round(k * length / parts) for k in range(parts + 1)]
 
 
 class ColorHistogram(FeatureExtractor):
@@ -112,39 +112,39 @@ class ColorHistogram(FeatureExtractor):
         rgb = to_uint8(to_rgb(image))
         return rgb if code is None else cv2.cvtColor(rgb, code)
 
-    def _cell_histograms(self, cell, bins, ranges):
-        if self.mode == "joint":
-            flat_ranges = [v for r in ranges for v in r]
-            hist = cv2.calcHist([cell], [0, 1, 2], None, list(bins), flat_ranges)
-            hist = hist.ravel()
-            return hist / max(hist.sum(), 1.0)
-        parts = []
-        for channel in range(3):
-            hist = cv2.calcHist([cell], [channel], None, [bins[channel]],
-                                list(ranges[channel])).ravel()
-            parts.append(hist / max(hist.sum(), 1.0))
-        return np.concatenate(parts)
-
     def _transform_chunk(self, images):
         bins, (rows, cols) = self._checked_bins(), self._checked_grid()
         _, ranges = _SPACES[self.color_space]
-        features = []
-        for image in images:
+        if self.mode == "joint":
+            calls = [([0, 1, 2], list(bins), [v for r in ranges for v in r], 0)]
+        else:
+            starts = np.concatenate([[0], np.cumsum(bins)])
+            calls = [([ch], [bins[ch]], list(ranges[ch]), int(starts[ch])) for ch in range(3)]
+        n_bins = int(np.prod(bins)) if self.mode == "joint" else int(sum(bins))
+        counts = np.empty((len(images), rows * cols, n_bins), np.float32)
+        for index, image in enumerate(images):
             converted = self._convert(image)
             height, width = converted.shape[:2]
             if height < rows or width < cols:
-                raise ValueError(
-                    f"ColorHistogram: image of {height}x{width} pixels is smaller "
-                    f"than the grid {rows}x{cols}"
+                raise ImageError(
+                    index, f"image of {height}x{width} pixels is smaller than the "
+                    f"grid {rows}x{cols}"
                 )
-            row_edges, col_edges = _grid_edges(height, rows), _grid_edges(width, cols)
-            features.append(np.concatenate([
-                self._cell_histograms(
-                    converted[row_edges[r]:row_edges[r + 1],
-                              col_edges[c]:col_edges[c + 1]], bins, ranges)
-                for r in range(rows) for c in range(cols)
-            ]))
-        return np.asarray(features, dtype=np.float32)
+            if rows == cols == 1:
+                cells = [converted]
+            else:
+                row_edges, col_edges = _grid_edges(height, rows), _grid_edges(width, cols)
+                cells = [converted[row_edges[r]:row_edges[r + 1], col_edges[c]:col_edges[c + 1]]
+                         for r in range(rows) for c in range(cols)]
+            for cell_index, cell in enumerate(cells):
+                for channels, sizes, value_ranges, start in calls:
+                    hist = cv2.calcHist([cell], channels, None, sizes, value_ranges)
+                    counts[index, cell_index, start:start + hist.size] = hist.reshape(-1)
+        # normalise each histogram (each cell; each channel too in per_channel mode)
+        for _, sizes, _, start in calls:
+            part = counts[:, :, start:start + int(np.prod(sizes))]
+            part /= np.maximum(part.sum(axis=2, keepdims=True), 1.0)
+        return counts.reshape(len(images), -1)
 
     def _feature_names(self):
         bins, (rows, cols) = self._checked_bins(), self._checked_grid()
