@@ -98,6 +98,11 @@ EXTRA_TRUSTED_TYPES = frozenset({
     # SVC(kernel=intersection_kernel) of the hiksvm classifier: a reference
     # to featclf's own module-level function, looked up by name
     "featclf.kernels.intersection_kernel",
+    # file paths given as parameters (CNNEmbedding.model_path): inert data
+    "pathlib.PosixPath",
+    "pathlib.WindowsPath",
+    "pathlib._local.PosixPath",  # Python 3.13+
+    "pathlib._local.WindowsPath",
 })
 
 _FEATCLF_NAME = re.compile(r"^featclf(\.[A-Za-z_][A-Za-z0-9_]*)+$")
