@@ -9,7 +9,8 @@
    (:class:`~sklearn.cluster.MiniBatchKMeans`, k-means++ seeding, mini-batches
    of 4096) for the ``hard``, ``soft`` and ``vlad`` encodings, a diagonal
    Gaussian mixture (:class:`~sklearn.mixture.GaussianMixture`, k-means++
-   seeding, EM) for ``fisher``. Nothing is
+   seeding, EM, variances floored at ``GMM_VARIANCE_FLOOR`` times the mean
+   sample variance) for ``fisher``. Nothing is
    fitted anywhere else, so inside ``cross_val_score`` or ``GridSearchCV``
    the vocabulary is refitted on each training fold (no leakage).
 2. ``transform`` encodes each image's descriptors against the vocabulary and
@@ -97,6 +98,11 @@ __all__ = ["BagOfVisualWords", "pyramid_weights"]
 #: ``VL_GMM_MIN_POSTERIOR``): they change the vector by far less than float32
 #: precision and would make the accumulation dense.
 FISHER_MIN_POSTERIOR = 1e-4
+
+#: Lower bound on the mixture's variances, relative to the mean variance of
+#: the training sample (added to every variance, as GaussianMixture's
+#: ``reg_covar``).
+GMM_VARIANCE_FLOOR = 1e-3
 
 _ENCODINGS = ("hard", "soft", "vlad", "fisher")
 
@@ -317,13 +323,19 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         self.sigma_ = None
         self.gmm_weights_ = self.gmm_variances_ = None
         if self.encoding == "fisher":
+            sample64 = sample.astype(np.float64)
+            # variance floor relative to the data (as VLFeat's vl_gmm): dense
+            # SIFT repeats the all-zero descriptor of flat patches, and a
+            # Gaussian collapsing on those copies would have zero variance
+            floor = GMM_VARIANCE_FLOOR * float(sample64.var(axis=0).mean())
             gmm = GaussianMixture(
                 self.n_words,
                 covariance_type="diag",
                 init_params="k-means++",
+                reg_covar=max(floor, 1e-6),
                 random_state=_seed(rng),
                 max_iter=100,
-            ).fit(sample)
+            ).fit(sample64)
             self.codebook_ = gmm.means_.astype(np.float32)
             self.gmm_weights_ = gmm.weights_.astype(np.float64)
             self.gmm_variances_ = gmm.covariances_.astype(np.float64)

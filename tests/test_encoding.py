@@ -404,3 +404,14 @@ def test_scene15_subset_is_clearly_above_chance():
     )
     accuracy = np.mean(pipe.fit(x_train, y_train).predict(x_test) == y_test)
     assert accuracy >= 0.7, accuracy  # chance is 0.2
+
+
+def test_fisher_fits_when_many_descriptors_are_identical():
+    # dense SIFT gives the same all-zero descriptor for every flat patch
+    sets = random_sets()
+    with_zeros = [
+        make_set(np.vstack([s.descriptors, np.zeros((40, 6))]), None, (40, 30)) for s in sets
+    ]
+    enc = BagOfVisualWords(6, encoding="fisher", random_state=0).fit(with_zeros)
+    assert (enc.gmm_variances_ > 0).all()
+    assert np.isfinite(enc.transform(with_zeros)).all()
