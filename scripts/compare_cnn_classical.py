@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from featclf.datasets import load_cifar10  # noqa: E402
 from featclf.features.cnn import CNNEmbedding, file_sha256  # noqa: E402
 from featclf.io import load_image_folder, read_image  # noqa: E402
 
@@ -47,30 +48,8 @@ def log(message):
 # Data
 
 
-def load_cifar10(path):
-    """CIFAR-10 from the JPEG npz: (x_train, y_train, x_test, y_test, class_names)."""
-    import cv2
-
-    data = np.load(path)
-
-    def decode(buffer, offsets):
-        images = np.empty((len(offsets) - 1, 32, 32, 3), np.uint8)
-        for i in range(len(offsets) - 1):
-            bgr = cv2.imdecode(buffer[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR)
-            images[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        return images
-
-    return (
-        decode(data["train_jpeg"], data["train_offsets"]),
-        data["y_train"],
-        decode(data["test_jpeg"], data["test_offsets"]),
-        data["y_test"],
-        list(data["class_names"]),
-    )
-
-
 def load_scene15(root):
-    """15-Scene from its train/test folders: paths and labels."""
+    """15-Scene from its train/test folders: paths, labels, class names."""
     train_paths, y_train, classes = load_image_folder(Path(root) / "train")
     test_paths, y_test, test_classes = load_image_folder(Path(root) / "test")
     assert list(classes) == list(test_classes)
@@ -120,26 +99,204 @@ def cnn_embeddings(extractor, images, name, cache, mirrored=False):
     return np.concatenate(blocks), seconds
 
 
-def embed_all(args):
-    """Compute (or load) every embedding the comparison needs."""
-    model = str(args.model)
-    sha = file_sha256(model)
-    cache = Path(args.cache) / sha[:12]
-    extractor = CNNEmbedding(model, sha256=sha, batch_size=32)
+def load_dataset(name, args):
+    """(x_train, y_train, x_test, y_test, class_names) of one data set."""
+    if name == "scene15":
+        return load_scene15(args.scene15)
+    data = load_cifar10(args.cifar)
+    n_train = args.cifar_train or len(data.y_train)
+    return data.x_train[:n_train], data.y_train[:n_train], data.x_test, data.y_test, data.class_names
+
+
+def embed(name, data, extractor, cache, mirrors):
+    """Plain (and mirrored) embeddings of the train and test images."""
+    x_tr, _, x_te, _, _ = data
     out = {}
-    x_tr, y_tr, x_te, y_te, classes = load_scene15(args.scene15)
-    extractor.fit([read_image(x_tr[0])])
-    for split, items in (("train", x_tr), ("test", x_te)):
-        for mirrored in (False, True):
-            out["scene15", split, mirrored] = cnn_embeddings(
-                extractor, items, f"scene15_{split}", cache, mirrored)
-    x_tr, y_tr, x_te, y_te, classes = load_cifar10(args.cifar)
-    # plain images first: the mirrors only serve the flip-averaged variant
-    for mirrored in (False, True):
+    for mirrored in (False, True) if mirrors else (False,):
         for split, items in (("test", x_te), ("train", x_tr)):
-            out["cifar10", split, mirrored] = cnn_embeddings(
-                extractor, items, f"cifar10_{split}", cache, mirrored)
+            out[split, mirrored] = cnn_embeddings(
+                extractor, items, f"{name}_{split}", cache, mirrored)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Models
+
+
+def root_l2(features):
+    """Square root then L2 normalisation, per image (Hellinger-style)."""
+    from sklearn.preprocessing import normalize
+
+    return normalize(np.sqrt(np.maximum(features, 0)))
+
+
+def cnn_classifiers(name):
+    """Candidate classifiers on CNN embeddings: label -> steps factory."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+    from sklearn.svm import SVC
+
+    def logreg(C):
+        return lambda: [("scale", StandardScaler()),
+                        ("clf", LogisticRegression(C=C, max_iter=1000))]
+
+    def rbf(C):
+        return lambda: [("root_l2", FunctionTransformer(root_l2)),
+                        ("clf", SVC(C=C, kernel="rbf", gamma="scale"))]
+
+    candidates = {f"logreg C={C}": logreg(C) for C in (0.01, 0.1, 1.0)}
+    if name == "scene15":  # an RBF SVM is cheap on 1500 images, not on 50,000
+        candidates.update({f"root+L2 rbfsvm C={C}": rbf(C) for C in (1.0, 3.0, 10.0)})
+    return candidates
+
+
+def choose_classifier(candidates, x, y, seed=0):
+    """Pick the candidate with the best validation accuracy on the training set.
+
+    Small training sets (under 5000) use 5-fold stratified cross-validation;
+    larger ones one stratified 10 % hold-out (cheaper, and plenty of images).
+    """
+    from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+    from sklearn.pipeline import Pipeline
+
+    if len(y) < 5000:
+        splits = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(x, y))
+    else:
+        splits = list(StratifiedShuffleSplit(1, test_size=0.1, random_state=seed).split(x, y))
+    scores = {}
+    for label, make_steps in candidates.items():
+        accs = [Pipeline(make_steps()).fit(x[tr], y[tr]).score(x[va], y[va]) for tr, va in splits]
+        scores[label] = float(np.mean(accs))
+        log(f"  validation {label}: {100 * scores[label]:.2f} %")
+    best = max(scores, key=scores.get)
+    return best, scores
+
+
+def macro_f1(y_true, y_pred):
+    from sklearn.metrics import f1_score
+
+    return f1_score(y_true, y_pred, average="macro")
+
+
+def pickled_size(model):
+    import pickle
+
+    return len(pickle.dumps(model))
+
+
+def classical_rows(name, data, pipelines):
+    """Fit and score named classical pipelines on raw images."""
+    from featclf.pipelines import make_named_pipeline
+
+    x_tr, y_tr, x_te, y_te, _ = data
+    rows, deployed = [], {}
+    for pipeline_name in pipelines:
+        model = make_named_pipeline(pipeline_name, n_jobs=1)
+        log(f"{name}: fitting {pipeline_name}")
+        tic = time.perf_counter()
+        model.fit(x_tr, y_tr)
+        fit_s = time.perf_counter() - tic
+        pred = model.predict(x_te)
+        rows.append({
+            "model": f"`{pipeline_name}` (classical)", "accuracy": np.mean(pred == y_te),
+            "macro_f1": macro_f1(y_te, pred), "fit_s": fit_s,
+            "size_mb": pickled_size(model) / 1e6,
+        })
+        deployed[rows[-1]["model"]] = model
+        log(f"{name}: {pipeline_name}: {100 * rows[-1]['accuracy']:.2f} % in {fit_s:.0f} s")
+    return rows, deployed
+
+
+def cnn_rows(name, data, args):
+    """CNN embedding + classifier rows, using cached embeddings."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, y_tr, x_te, y_te, _ = data
+    model_file = str(args.model)
+    sha = file_sha256(model_file)
+    cache = Path(args.cache) / sha[:12]
+    extractor = CNNEmbedding(model_file, sha256=sha)
+    extractor.fit([_as_image(x_te[0])])
+    mirrors = name == "scene15" or args.cifar_mirrors
+    emb = embed(name, data, extractor, cache, mirrors)
+    model_mb = os.path.getsize(model_file) / 1e6
+    rows, deployed = [], {}
+
+    def add_row(label, steps, train, test, embed_s, flip):
+        tic = time.perf_counter()
+        clf = Pipeline(steps).fit(train, y_tr)
+        clf_s = time.perf_counter() - tic
+        pred = clf.predict(test)
+        extractor_used = CNNEmbedding(model_file, sha256=sha, hflip_average=flip)
+        extractor_used.fit([_as_image(x_te[0])])
+        model = Pipeline([("cnn", extractor_used)] + clf.steps)
+        rows.append({
+            "model": label, "accuracy": np.mean(pred == y_te), "macro_f1": macro_f1(y_te, pred),
+            "fit_s": embed_s + clf_s, "size_mb": pickled_size(model) / 1e6 + model_mb,
+        })
+        deployed[label] = model
+        log(f"{name}: {label}: {100 * rows[-1]['accuracy']:.2f} % "
+            f"(embedding {embed_s:.0f} s + classifier {clf_s:.0f} s)")
+
+    (train, train_s), (test, _) = emb["train", False], emb["test", False]
+    add_row("EfficientNet-Lite0 embedding + logreg (C=0.1)",
+            [("scale", StandardScaler()), ("clf", LogisticRegression(C=0.1, max_iter=1000))],
+            train, test, train_s, flip=False)
+
+    if mirrors:
+        (train_m, train_m_s), (test_m, _) = emb["train", True], emb["test", True]
+        train, test, train_s = (train + train_m) / 2, (test + test_m) / 2, train_s + train_m_s
+    candidates = cnn_classifiers(name)
+    best, _ = choose_classifier(candidates, train, y_tr)
+    if not mirrors and best == "logreg C=0.1":
+        log(f"{name}: validation chose C=0.1, the row above")
+        return rows, deployed
+    flip = " + flip average" if mirrors else ""
+    add_row(f"EfficientNet-Lite0 embedding{flip} + {best} (chosen on train CV)",
+            candidates[best](), train, test, train_s, flip=bool(mirrors))
+    return rows, deployed
+
+
+def latencies(models, images, repeats=15):
+    """Median seconds per single-image predict, interleaved over models."""
+    times = {label: [] for label in models}
+    for i in range(repeats):
+        image = [_as_image(images[i % len(images)])]
+        for label, model in models.items():
+            tic = time.perf_counter()
+            model.predict(image)
+            times[label].append(time.perf_counter() - tic)
+    return {label: float(np.median(t[2:])) for label, t in times.items()}
+
+
+def markdown(results, args):
+    lines = [
+        "# CNN embeddings against classical features",
+        "",
+        "Measured by `python scripts/compare_cnn_classical.py "
+        + " ".join(args.argv) + "` on "
+        + time.strftime("%Y-%m-%d") + ", on a shared 2-core CPU (about 8 other jobs were running, "
+        "so absolute times are slow and noisy; compare within a column). "
+        "Fit time includes feature extraction of the training set (for the CNN rows, the "
+        "embedding time measured when the cached embeddings were computed, plus the classifier "
+        "fit; the choice of the classifier by validation is not counted). Latency: median wall "
+        "time of `predict` on one image (decoded in memory), models interleaved. Size: the "
+        "pickled fitted pipeline, plus the ONNX file (18.6 MB) for the CNN rows.",
+        "",
+    ]
+    for name, (rows, n_train, n_test) in results.items():
+        lines += [f"## {name} ({n_train} train / {n_test} test images)", "",
+                  "| model | accuracy | macro-F1 | fit time | latency / image | model size |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for row in sorted(rows, key=lambda r: -r["accuracy"]):
+            lines.append(
+                f"| {row['model']} | {100 * row['accuracy']:.2f} % | {row['macro_f1']:.3f} | "
+                f"{row['fit_s']:.0f} s | {1000 * row['latency_s']:.1f} ms | "
+                f"{row['size_mb']:.1f} MB |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -150,10 +307,45 @@ def main(argv=None):
     parser.add_argument("--scene15", type=Path, default=SHARED / "data" / "scene15")
     parser.add_argument("--cache", type=Path, required=True,
                         help="folder for cached embeddings (outside the repository)")
-    parser.add_argument("--stage", choices=["embed", "all"], default="all")
+    parser.add_argument("--datasets", nargs="+", default=["scene15", "cifar10"],
+                        choices=["scene15", "cifar10"])
+    parser.add_argument("--cifar-train", type=int, default=None,
+                        help="use the first N CIFAR-10 training images (all by default)")
+    parser.add_argument("--cifar-mirrors", action="store_true",
+                        help="also embed mirrored CIFAR-10 images (flip averaging; 2x the time)")
+    parser.add_argument("--scene-pipelines", nargs="+",
+                        default=["hog+color+lbp-linsvm", "lbp-rbfsvm", "hog-linsvm"])
+    parser.add_argument("--cifar-pipelines", nargs="+",
+                        default=["hog+color+lbp-linsvm", "hog-linsvm"])
+    parser.add_argument("--stage", choices=["embed", "all"], default="all",
+                        help="embed: only compute the cached embeddings")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "cnn_vs_classical.md")
     args = parser.parse_args(argv)
-    embed_all(args)
-    log("embeddings ready")
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    results = {}
+    for name in args.datasets:
+        data = load_dataset(name, args)
+        log(f"{name}: {len(data[1])} train / {len(data[3])} test images")
+        if args.stage == "embed":
+            model_file = str(args.model)
+            sha = file_sha256(model_file)
+            extractor = CNNEmbedding(model_file, sha256=sha).fit([_as_image(data[2][0])])
+            embed(name, data, extractor, Path(args.cache) / sha[:12],
+                  name == "scene15" or args.cifar_mirrors)
+            continue
+        pipelines = args.scene_pipelines if name == "scene15" else args.cifar_pipelines
+        rows, models = classical_rows(name, data, pipelines)
+        more_rows, more_models = cnn_rows(name, data, args)
+        rows += more_rows
+        models.update(more_models)
+        per_image = latencies(models, data[2])
+        for row in rows:
+            row["latency_s"] = per_image[row["model"]]
+        results[name] = (rows, len(data[1]), len(data[3]))
+        print(markdown(results, args), flush=True)
+    if results:
+        args.out.write_text(markdown(results, args))
+        log(f"wrote {args.out}")
     return 0
 
 
