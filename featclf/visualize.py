@@ -137,7 +137,7 @@ def plot_extractor_views(image, path=None, **params):
     for (x, y), size, colour in zip(positions, sizes, colours):
         edge = "yellow" if words is None else cmap(colour)
         axes[3].add_patch(Rectangle((x - size / 2, y - size / 2), size, size, fill=False,
-                                    edgecolor=edge, linewidth=0.6, alpha=0.7))
+                                    edgecolor=edge, linewidth=0.5, alpha=0.35))
     axes[3].scatter(positions[:, 0], positions[:, 1], s=6,
                     c="yellow" if words is None else cmap(colours))
     axes[3].set_title("dense SIFT grid" + ("" if words is None else " (visual words)"))
