@@ -42,19 +42,13 @@ def build_models(cnn_model):
             "step": 4, "patch_sizes": (8, 12, 16), "pyramid_levels": 1}})
     else:
         notes.append("bag of words: no 'bovw' named pipeline on this branch, skipped")
-    try:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-
-        from featclf.features import CNNEmbedding
-    except (ImportError, AttributeError):
-        notes.append("CNN: featclf.features.CNNEmbedding not available, skipped")
+    if "cnn" not in FEATURES:
+        notes.append("CNN: no 'cnn' named pipeline on this branch, skipped")
+    elif cnn_model and Path(cnn_model).exists():
+        models["cnn-logreg"] = make_named_pipeline(
+            "cnn-logreg", feature_params={"cnn": {"model_path": cnn_model}})
     else:
-        if cnn_model and Path(cnn_model).exists():
-            models["cnn-logreg"] = make_pipeline(CNNEmbedding(cnn_model),
-                                                 LogisticRegression(C=0.5, max_iter=1000))
-        else:
-            notes.append(f"CNN: model file {cnn_model} absent, skipped")
+        notes.append(f"CNN: model file {cnn_model} absent, skipped")
     return models, notes
 
 
