@@ -37,7 +37,7 @@ def test_folder_split(tmp_path, rgb_images, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [(["--data", "/nonexistent/folder"], "does not exist"),
-     (["--dataset", "mnist"], "needs --data-path"),
+     (["--data", "missing.npz"], "does not exist"),
      (["-p", "hogg-linsvm"], "did you mean 'hog'")],
 )
 def test_errors_exit_nonzero_with_a_message(args, message, capsys):

@@ -223,8 +223,8 @@ def test_named_cnn_pipeline_takes_the_model_path(model_path, rgb_images):
 def test_train_command_with_a_cnn_pipeline(model_path, capsys):
     from featclf.cli import main
 
-    assert main(["train", "-p", "cnn-logreg", "--n-train", "30", "--n-test", "10"]) == 1
+    assert main(["train", "-p", "cnn-logreg", "--max-train", "30", "--max-test", "10"]) == 1
     assert "needs --cnn-model" in capsys.readouterr().err
     assert main(["train", "-p", "cnn-logreg", "--cnn-model", model_path,
-                 "--n-train", "30", "--n-test", "10"]) == 0
+                 "--max-train", "30", "--max-test", "10"]) == 0
     assert "accuracy" in capsys.readouterr().out

@@ -113,7 +113,7 @@ def test_command_line_writes_the_table(tmp_path, capsys):
 
     out = tmp_path / "robustness.md"
     status = main(["robustness", "-p", "color-linsvm", "--perturbations", "blur,jpeg",
-                   "--n-train", "300", "--n-test", "60", "--markdown", str(out)])
+                   "--max-train", "300", "--max-test", "60", "--markdown", str(out)])
     assert status == 0
     lines = out.read_text().splitlines()
     assert len(lines) == 4

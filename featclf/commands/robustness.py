@@ -14,10 +14,10 @@ in pixels; brightness = added fraction of the range; contrast = reduction
 (1 - factor); jpeg = 100 - quality; rotation = degrees.
 
 Examples:
-  featclf robustness -p hog-linsvm -p color-linsvm --dataset cifar10 \\
-      --data-path cifar10_jpeg.npz --n-train 5000 --n-test 1000 --plot r.png
-  featclf robustness --model model.featclf --dataset mnist --data-path mnist.npz \\
-      --n-test 2000 --border constant --perturbations noise,rotation
+  featclf robustness -p hog-linsvm -p color-linsvm --data cifar10_jpeg.npz \\
+      --max-train 5000 --max-test 1000 --plot r.png
+  featclf robustness --model model.featclf --data mnist.npz \\
+      --max-test 2000 --border constant --perturbations noise,rotation
 """
 
 

@@ -10,20 +10,20 @@ DESCRIPTION = """\
 Train a named pipeline and evaluate it on held-out images: prints accuracy,
 per-class precision / recall / F1 and the confusion matrix.
 
-Data (one of):
-  --data DIR              an image folder laid out as DIR/<class>/<image>,
-                          split into train / test (stratified, seeded)
-  --train-dir / --test-dir  given train and test folders
-  --dataset NAME [--data-path FILE]
-                          digits (bundled with scikit-learn, the default),
-                          or mnist / cifar10 / brodatz with --data-path to
-                          the .npz file (standard split)
+--data takes (default: digits, bundled with scikit-learn):
+  digits                  scikit-learn's 8x8 digits, split 75/25
+  DIR                     an image folder DIR/<class>/<image>, split into
+                          train / test (stratified, seeded); or a folder
+                          holding train/ and test/ image folders
+  FILE.npz                MNIST / Brodatz-style arrays or the CIFAR-10 JPEG
+                          file (standard split; see featclf.datasets)
+  with --test-dir DIR     --data is the training folder, DIR the test folder
 
 Examples:
   featclf train                                  # HOG + linear SVM on digits
   featclf train --pipeline lbp-rbfsvm --data photos/
-  featclf train --pipeline hog-linsvm --dataset mnist --data-path mnist.npz \\
-      --n-train 10000 --n-test 2000 --image-size 28
+  featclf train --pipeline hog-linsvm --data mnist.npz \\
+      --max-train 10000 --max-test 2000 --image-size 28
 """
 
 
@@ -56,75 +56,46 @@ def register(subparsers):
 def add_data_arguments(parser):
     """Add the data options :func:`load_training_data` reads (shared by subcommands)."""
     data = parser.add_argument_group("data")
-    data.add_argument("--data", metavar="DIR", help="image folder DIR/<class>/<image>")
-    data.add_argument("--train-dir", metavar="DIR", help="training image folder")
-    data.add_argument("--test-dir", metavar="DIR", help="test image folder")
-    data.add_argument("--dataset", choices=["digits", "mnist", "cifar10", "brodatz"],
-                      help="a known data set (default: digits when no folder is given)")
-    data.add_argument("--data-path", metavar="FILE", help=".npz file for --dataset")
+    data.add_argument("--data", default="digits", metavar="DATA",
+                      help="'digits', an image folder or an .npz file (default: digits)")
+    data.add_argument("--test-dir", metavar="DIR",
+                      help="separate test image folder (--data is then the training folder)")
     data.add_argument("--test-size", type=float, default=0.25,
-                      help="test fraction when splitting one folder or digits "
+                      help="test fraction when one folder or digits is split "
                            "(default: %(default)s)")
-    data.add_argument("--n-train", type=int, help="use a seeded subset of the training set")
-    data.add_argument("--n-test", type=int, help="use a seeded subset of the test set")
-
-
-def _split(images, labels, test_size, seed):
-    from sklearn.model_selection import train_test_split
-
-    return train_test_split(images, labels, test_size=test_size, stratify=labels,
-                            random_state=seed)
+    data.add_argument("--dedupe", action="store_true",
+                      help="drop test images byte-identical to a training image")
+    data.add_argument("--max-train", type=int, metavar="N",
+                      help="use a stratified, seeded subset of N training images")
+    data.add_argument("--max-test", type=int, metavar="N",
+                      help="use a stratified, seeded subset of N test images")
 
 
 def load_training_data(args):
-    """Return ``(x_train, y_train, x_test, y_test, class_names, description)``."""
-    from .. import datasets
-    from ..io import load_image_folder
+    """Load and split the data the options of :func:`add_data_arguments` name.
 
-    if args.data and (args.train_dir or args.test_dir or args.dataset):
-        raise ValueError("give either --data, or --train-dir/--test-dir, or --dataset")
-    if args.data:
-        paths, labels, names = load_image_folder(args.data)
-        x_train, x_test, y_train, y_test = _split(paths, labels, args.test_size, args.seed)
-        description = f"folder {args.data} ({len(paths)} images, split {1 - args.test_size:.0%}/{args.test_size:.0%})"
-    elif args.train_dir or args.test_dir:
-        if not (args.train_dir and args.test_dir):
-            raise ValueError("--train-dir and --test-dir go together")
-        x_train, y_train, names = load_image_folder(args.train_dir)
-        x_test, y_test, test_names = load_image_folder(args.test_dir, min_classes=1)
-        unknown = set(test_names) - set(names)
-        if unknown:
-            raise ValueError(f"--test-dir has classes not in --train-dir: {sorted(unknown)}")
-        remap = np.asarray([names.index(n) for n in test_names])
-        y_test = remap[y_test]
-        description = f"folders {args.train_dir} / {args.test_dir}"
-    elif args.dataset in (None, "digits"):
-        images, labels, names = datasets.load_digits_images()
-        x_train, x_test, y_train, y_test = _split(images, labels, args.test_size, args.seed)
-        description = "scikit-learn digits (8x8, bundled)"
-    else:
-        if not args.data_path:
-            raise ValueError(f"--dataset {args.dataset} needs --data-path FILE (.npz)")
-        loader = {"mnist": datasets.load_mnist, "cifar10": datasets.load_cifar10}.get(args.dataset)
-        if loader is None:
-            split = datasets.load_brodatz_patches(args.data_path)
-        else:
-            split = loader(args.data_path, n_train=args.n_train, n_test=args.n_test,
-                           random_state=args.seed)
-        x_train, y_train, x_test, y_test, names = split
-        description = f"{args.dataset} ({args.data_path})"
-    x_train, y_train = _subset(x_train, y_train, args.n_train, args.seed)
-    x_test, y_test = _subset(x_test, y_test, args.n_test, args.seed)
-    return x_train, np.asarray(y_train), x_test, np.asarray(y_test), names, description
+    Returns
+    -------
+    x_train, y_train, x_test, y_test, class_names, description : tuple
+        Images (paths or a stack), integer labels indexing ``class_names``,
+        and a one-line description of the data.
+    """
+    from ..splits import load_splits
 
+    splits = load_splits(args.data, test_dir=args.test_dir, test_size=args.test_size,
+                         seed=args.seed, dedupe=args.dedupe, max_train=args.max_train,
+                         max_test=args.max_test)
+    names = splits.train.class_names
+    position = {name: index for index, name in enumerate(names)}
 
-def _subset(images, labels, n_keep, seed):
-    if n_keep is None or n_keep >= len(labels):
-        return images, labels
-    keep = np.sort(np.random.default_rng(seed).choice(len(labels), n_keep, replace=False))
-    if isinstance(images, np.ndarray):
-        return images[keep], np.asarray(labels)[keep]
-    return [images[i] for i in keep], np.asarray(labels)[keep]
+    def as_indices(labels):
+        return np.asarray([position[label] for label in labels], dtype=np.int64)
+
+    description = splits.source
+    if splits.removed_duplicates:
+        description += f" ({len(splits.removed_duplicates)} duplicate test images removed)"
+    return (splits.train.images, as_indices(splits.train.labels),
+            splits.test.images, as_indices(splits.test.labels), names, description)
 
 
 def _feature_params(args, pipeline_name):
