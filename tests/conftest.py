@@ -34,3 +34,18 @@ def gray_images(rgb_images):
     from featclf.preprocessing import to_gray
 
     return np.stack([to_gray(image) for image in rgb_images])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """Run the suite with one BLAS / OpenMP thread.
+
+    The tests fit tiny models, where thread start-up costs more than the
+    work; on a busy 2-core machine oversubscribed BLAS threads made small
+    k-means fits about 200x slower. featclf's own n_jobs tests use joblib
+    workers, which this does not limit.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
