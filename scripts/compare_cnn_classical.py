@@ -313,10 +313,12 @@ def main(argv=None):
                         help="use the first N CIFAR-10 training images (all by default)")
     parser.add_argument("--cifar-mirrors", action="store_true",
                         help="also embed mirrored CIFAR-10 images (flip averaging; 2x the time)")
-    parser.add_argument("--scene-pipelines", nargs="+",
+    parser.add_argument("--scene-pipelines", nargs="*",
                         default=["hog+color+lbp-linsvm", "lbp-rbfsvm", "hog-linsvm"])
-    parser.add_argument("--cifar-pipelines", nargs="+",
+    parser.add_argument("--cifar-pipelines", nargs="*",
                         default=["hog+color+lbp-linsvm", "hog-linsvm"])
+    parser.add_argument("--skip-cnn", action="store_true",
+                        help="only the classical pipelines (to run them in another process)")
     parser.add_argument("--stage", choices=["embed", "all"], default="all",
                         help="embed: only compute the cached embeddings")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "cnn_vs_classical.md")
@@ -335,9 +337,10 @@ def main(argv=None):
             continue
         pipelines = args.scene_pipelines if name == "scene15" else args.cifar_pipelines
         rows, models = classical_rows(name, data, pipelines)
-        more_rows, more_models = cnn_rows(name, data, args)
-        rows += more_rows
-        models.update(more_models)
+        if not args.skip_cnn:
+            more_rows, more_models = cnn_rows(name, data, args)
+            rows += more_rows
+            models.update(more_models)
         per_image = latencies(models, data[2])
         for row in rows:
             row["latency_s"] = per_image[row["model"]]
