@@ -379,9 +379,11 @@ def test_uint8_descriptors_encode_like_their_float_values():
 
 
 # ------------------------------------------------------------- real data
-@pytest.mark.slow
 def test_scene15_subset_is_clearly_above_chance():
-    """5 classes x 30 training images of 15-Scene, 20 test images each."""
+    """5 classes x 30 training images of 15-Scene, 20 test images each.
+
+    Scores 0.85 (chance 0.2) in about 2 s on an idle machine.
+    """
     from featclf.features import DenseSIFT
     from featclf.io import load_image_folder
     from featclf.pipelines import chi2_svm
