@@ -45,19 +45,27 @@ def hog_features(image_size=(64, 64), orientations=9, pixels_per_cell=(8, 8),
 
 def lbp_features(radii_points=((8, 1), (16, 2)), method="uniform", grid=(2, 2),
                  n_jobs=None):
-    """Uniform LBP histograms at two scales over a 2x2 grid (any image size)."""
+    """Uniform LBP histograms at two scales over a 2x2 grid (any image size),
+    standardised."""
     from .features.lbp import LBP
 
     return [("lbp", LBP(radii_points=radii_points, method=method, grid=grid,
-                        n_jobs=n_jobs))]
+                        n_jobs=n_jobs)),
+            ("scale", StandardScaler())]
 
 
 def color_features(color_space="hsv", bins=8, mode="joint", grid=(2, 2), n_jobs=None):
-    """Joint HSV histograms, 8 bins per channel, over a 2x2 grid."""
+    """Joint HSV histograms, 8 bins per channel, over a 2x2 grid, Hellinger-mapped.
+
+    Standardising these sparse histograms makes linear SVMs crawl (see
+    :class:`~featclf.normalization.HellingerNormalizer`).
+    """
     from .features.color import ColorHistogram
+    from .normalization import HellingerNormalizer
 
     return [("color", ColorHistogram(color_space=color_space, bins=bins, mode=mode,
-                                     grid=grid, n_jobs=n_jobs))]
+                                     grid=grid, n_jobs=n_jobs)),
+            ("hellinger", HellingerNormalizer())]
 
 
 def cnn_features(model_path=None, output="embedding", sha256=None, hflip_average=False,
@@ -104,11 +112,12 @@ FEATURES = {
     "bovw": bovw_features,
 }
 
-#: Features whose vectors are already normalised block by block (HOG's
-#: L2-Hys), so a classifier uses them as they are: standardising them makes
-#: a linear SVM converge 10x slower on digits and scores no better. Other
-#: features, and any union of several, are standardised first.
-SCALE_FREE_FEATURES = {"hog"}
+#: Features whose steps already leave them normalised for a classifier: HOG
+#: (L2-Hys blocks; standardising them makes a linear SVM converge 10x slower on
+#: digits and scores no better), LBP (standardised in its own steps) and colour
+#: histograms (Hellinger-mapped in their own steps). A classifier standardises
+#: the other features, and any union that holds one of them.
+SCALE_FREE_FEATURES = {"hog", "lbp", "color"}
 
 
 def _scaler(scale):
@@ -269,7 +278,7 @@ def make_named_pipeline(name, *, random_state=0, n_jobs=None, memory=None,
         feature: FEATURES[feature](n_jobs=n_jobs, **feature_params.get(feature, {}))
         for feature in features
     }
-    scale = len(features) > 1 or features[0] not in SCALE_FREE_FEATURES
+    scale = any(feature not in SCALE_FREE_FEATURES for feature in features)
     classifier_steps = CLASSIFIERS[classifier](random_state=random_state, scale=scale)
     if len(features) == 1:
         steps = feature_steps[features[0]] + classifier_steps

@@ -42,16 +42,31 @@ def test_color_pipeline_fits_and_predicts_digits():
 
 
 def test_feature_factories_take_n_jobs():
-    for factory in FEATURES.values():
-        steps = factory(n_jobs=2)
-        assert steps[-1][1].get_params()["n_jobs"] == 2
+    for name, factory in FEATURES.items():
+        extractors = [est for _, est in factory(n_jobs=2) if "n_jobs" in est.get_params()]
+        assert extractors and all(est.n_jobs == 2 for est in extractors), name
 
 
 def test_scaling_only_where_the_features_need_it():
-    assert "scale" not in make_named_pipeline("hog-linsvm").named_steps
-    assert "scale" in make_named_pipeline("lbp-linsvm").named_steps
-    assert "scale" in make_named_pipeline("hog+color+lbp-linsvm").named_steps
-    assert "scale" not in make_named_pipeline("color-rf").named_steps
+    steps = lambda name: [step for step, _ in make_named_pipeline(name).steps]  # noqa: E731
+    assert steps("hog-linsvm") == ["resize", "hog", "clf"]
+    assert steps("lbp-linsvm") == ["lbp", "scale", "clf"]
+    assert steps("color-linsvm") == ["color", "hellinger", "clf"]
+    assert steps("hog+color+lbp-linsvm") == ["features", "clf"]
+    union = make_named_pipeline("hog+color+lbp-linsvm").named_steps["features"]
+    assert [n for n, _ in union.transformer_list[1][1].steps] == ["color", "hellinger"]
+
+
+def test_color_linear_svm_fits_fast_and_beats_chance_on_cifar10():
+    from featclf.datasets import load_cifar10
+
+    from .conftest import shared_path
+
+    data = load_cifar10(shared_path("data", "cifar10", "cifar10_jpeg.npz"),
+                        n_train=1000, n_test=500)
+    pipeline = make_named_pipeline("color-linsvm").fit(data.x_train, data.y_train)
+    assert pipeline.named_steps["clf"].n_iter_ < 200  # standardised histograms: >1000
+    assert pipeline.score(data.x_test, data.y_test) > 0.25  # chance is 0.10
 
 
 def test_default_pipeline_on_digits():
