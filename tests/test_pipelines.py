@@ -58,9 +58,9 @@ def test_scaling_only_where_the_features_need_it():
 
 
 def test_color_linear_svm_fits_fast_and_beats_chance_on_cifar10():
-    from featclf.datasets import load_cifar10
+    from conftest import shared_path
 
-    from .conftest import shared_path
+    from featclf.datasets import load_cifar10
 
     data = load_cifar10(shared_path("data", "cifar10", "cifar10_jpeg.npz"),
                         n_train=1000, n_test=500)
