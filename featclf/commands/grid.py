@@ -41,19 +41,12 @@ def add_arguments(parser):
     """Add the grid-search arguments to an argparse parser."""
     parser.add_argument("spec", help="pipeline spec file (pipelines/*.toml) or the "
                         "name of a shipped spec (e.g. hog-linsvm)")
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", required=True, help="image folder, .npz file or 'digits'")
-    data.add_argument("--test-dir", help="separate test image folder (--data is then "
-                      "the training folder)")
-    data.add_argument("--test-size", type=float, default=0.25,
-                      help="test fraction when --data is one folder (default 0.25)")
+    from .train import add_data_arguments
+
+    data = add_data_arguments(parser)
     data.add_argument("--val-size", type=float, default=0.0,
                       help="hold out this fraction of the training split as ONE "
                       "validation fold instead of k-fold CV (default 0: k-fold)")
-    data.add_argument("--dedupe", action="store_true",
-                      help="drop test images byte-identical to a training image")
-    data.add_argument("--max-train", type=int, help="stratified subset of the training split")
-    data.add_argument("--max-test", type=int, help="stratified subset of the test split")
     search = parser.add_argument_group("search")
     search.add_argument("--search", choices=("grid", "random", "halving"), default="grid")
     search.add_argument("--cv", type=int, default=5, help="stratified folds (default 5)")

@@ -54,7 +54,10 @@ def register(subparsers):
 
 
 def add_data_arguments(parser):
-    """Add the data options :func:`load_training_data` reads (shared by subcommands)."""
+    """Add the data options :func:`load_training_data` reads (shared by subcommands).
+
+    Returns the argument group, so that a subcommand can add its own data options.
+    """
     data = parser.add_argument_group("data")
     data.add_argument("--data", default="digits", metavar="DATA",
                       help="'digits', an image folder or an .npz file (default: digits)")
@@ -69,6 +72,7 @@ def add_data_arguments(parser):
                       help="use a stratified, seeded subset of N training images")
     data.add_argument("--max-test", type=int, metavar="N",
                       help="use a stratified, seeded subset of N test images")
+    return data
 
 
 def load_training_data(args):
