@@ -58,6 +58,7 @@ import re
 import tempfile
 import warnings
 import zipfile
+import zlib
 from typing import NamedTuple
 
 __all__ = [
@@ -410,6 +411,13 @@ def _check_trusted(untrusted, trusted, when):
         )
 
 
+#: what zipfile raises on a damaged archive: a truncated member (EOFError),
+#: a damaged deflate stream (zlib.error), header flags claiming encryption or
+#: an unknown zip version (RuntimeError, NotImplementedError)
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, OSError, EOFError, zlib.error,
+                    RuntimeError, NotImplementedError)
+
+
 def _open_archive(path):
     """Open ``path`` as a featclf archive, saying what it is if it is not."""
     path = os.fspath(path)
@@ -431,7 +439,7 @@ def _open_archive(path):
         )
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_READ_ERRORS as exc:
         raise ModelFileError(f"{path!r} is a corrupt zip archive: {exc}") from None
     return archive
 
@@ -456,9 +464,9 @@ def _read_verified(path):
             )
         try:
             metadata = json.loads(archive.read(METADATA_MEMBER))
-        except (ValueError, zipfile.BadZipFile, OSError) as exc:
+        except (ValueError, *_ZIP_READ_ERRORS) as exc:
             raise ModelFileError(
-                f"{path!r}: {METADATA_MEMBER} is not valid JSON: {exc}"
+                f"{path!r}: cannot read {METADATA_MEMBER} as JSON: {exc!r}"
             ) from None
         _check_layout(path, metadata)
         expected = metadata["model"]
@@ -473,8 +481,10 @@ def _read_verified(path):
             )
         try:
             payload = archive.read(MODEL_MEMBER)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ModelFileError(f"{path!r}: cannot read the payload: {exc}") from None
+        except _ZIP_READ_ERRORS as exc:
+            raise ModelFileError(
+                f"{path!r}: cannot read the payload (corrupted archive): {exc!r}"
+            ) from None
     digest = hashlib.sha256(payload).hexdigest()
     if digest != expected["sha256"]:
         raise ModelFileError(

@@ -175,12 +175,13 @@ def test_edited_payload_is_refused_by_its_hash(model_path, tmp_path):
 def test_flipped_byte_anywhere_is_refused_or_harmless(model_path, digits_rgb, tmp_path):
     """A flipped byte is refused with a ModelFileError (never another error),
     unless it hit zip bookkeeping no content depends on (timestamps,
-    attributes): then the model must predict exactly as before."""
+    attributes): then the model must predict exactly as before. Flips in
+    zip headers once escaped as EOFError / NotImplementedError."""
     x_test = digits_rgb[2]
     reference = load_model(model_path).pipeline.decision_function(x_test)
     original = model_path.read_bytes()
     refused = 0
-    for position in np.linspace(0, len(original) - 1, 40).astype(int):
+    for position in range(len(original)):  # every byte: a few seconds
         data = bytearray(original)
         data[position] ^= 0x55
         path = tmp_path / f"flipped{position}.featclf"
@@ -191,7 +192,7 @@ def test_flipped_byte_anywhere_is_refused_or_harmless(model_path, digits_rgb, tm
             refused += 1
             continue
         np.testing.assert_array_equal(pipeline.decision_function(x_test), reference)
-    assert refused >= 35
+    assert refused >= 0.9 * len(original)
 
 
 class _WritesMarker:
