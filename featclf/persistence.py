@@ -40,8 +40,17 @@ skops is a core dependency, not an extra: ``featclf train --save``,
 safe format that needs an extra would push users back to pickle. It is pure
 Python and small (its other dependencies, scipy and scikit-learn, are ours
 already). Its cost is start-up time: importing ``skops.io`` imports every
-scikit-learn module to build its default allow-list (``docs/latency.md``
-measures it), so featclf imports it only inside these functions.
+scikit-learn module to build its default allow-list (about 0.6 s,
+``docs/latency.md``). So loading first tries :mod:`featclf.skops_reader`,
+which rebuilds payloads made only of plain nodes (containers, JSON values,
+``.npy`` arrays, objects restored from their state; every featclf pipeline
+but forests and the intersection-kernel SVM) with the same construction as
+skops, after auditing every type: scikit-learn estimators that skops'
+default list surely holds (:func:`_is_public_sklearn_estimator`), plus
+featclf's additions above. Any other payload, or any type it does not
+accept, goes to ``skops.io``, which decides; the reader never accepts what
+the skops path would refuse, it only spares ``featclf predict`` and
+``featclf serve`` that import.
 
 Version differences warn (:class:`FeatclfVersionWarning`) rather than fail:
 the minor version of featclf, scikit-learn or scikit-image, or the major
@@ -107,6 +116,10 @@ EXTRA_TRUSTED_TYPES = frozenset({
 })
 
 _FEATCLF_NAME = re.compile(r"^featclf(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_SKLEARN_NAME = re.compile(r"^sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+#: module name parts that sklearn.utils.all_estimators() does not search
+_SKIPPED_BY_ALL_ESTIMATORS = frozenset({
+    "tests", "externals", "setup", "conftest", "experimental", "estimator_checks"})
 _PICKLE_PREFIXES = (b"\x80",)  # protocol 2+ opcode PROTO
 _COLORS = ("rgb", "gray")
 
@@ -397,10 +410,52 @@ def _is_featclf_estimator(type_name):
     return issubclass(cls, BaseEstimator)
 
 
+def _is_public_sklearn_estimator(type_name):
+    """Whether ``type_name`` is surely in skops' default scikit-learn allow-list.
+
+    skops trusts every class ``sklearn.utils.all_estimators()`` finds: a
+    non-abstract :class:`~sklearn.base.BaseEstimator` subclass with a public
+    name, exposed by a public scikit-learn module (no ``_``-prefixed part,
+    none of the folders all_estimators skips). This checks that the class is
+    exposed under its own name by the public part of its defining module
+    (``sklearn.svm`` for ``sklearn.svm._classes.LinearSVC``): a sufficient
+    condition, decided without building skops' list (which imports every
+    scikit-learn module). Only scikit-learn modules are imported to check.
+    """
+    if not _SKLEARN_NAME.match(type_name):
+        return False
+    module_name, _, class_name = type_name.rpartition(".")
+    if class_name.startswith("_") or class_name == "BaseEstimator":
+        return False
+    public = []
+    for part in module_name.split("."):
+        if part.startswith("_"):
+            break
+        public.append(part)
+    if len(public) < 2 or _SKIPPED_BY_ALL_ESTIMATORS.intersection(public):
+        return False
+    try:
+        module = importlib.import_module(module_name)
+        exposing = importlib.import_module(".".join(public))
+    except ImportError:
+        return False
+    cls = getattr(module, class_name, None)
+    if (not isinstance(cls, type) or cls.__module__ != module_name
+            or getattr(exposing, class_name, None) is not cls):
+        return False
+    from sklearn.base import BaseEstimator
+
+    return issubclass(cls, BaseEstimator) and not getattr(cls, "__abstractmethods__", None)
+
+
+def _is_trusted_beyond_skops(type_name, trusted):
+    """Whether featclf accepts ``type_name`` on top of skops' defaults."""
+    return (type_name in EXTRA_TRUSTED_TYPES or type_name in set(trusted or ())
+            or _is_featclf_estimator(type_name))
+
+
 def _check_trusted(untrusted, trusted, when):
-    accepted = set(EXTRA_TRUSTED_TYPES) | set(trusted or ())
-    refused = [name for name in untrusted
-               if name not in accepted and not _is_featclf_estimator(name)]
+    refused = [name for name in untrusted if not _is_trusted_beyond_skops(name, trusted)]
     if refused:
         raise UntrustedTypesError(
             f"model {when}: it holds types outside featclf's allow-list: "
@@ -617,6 +672,10 @@ def dump_estimator(estimator, *, trusted=None):
 def load_estimator(payload, *, trusted=None, name="the payload"):
     """Rebuild an object from skops bytes after auditing every type in it.
 
+    Plain payloads are read by :func:`featclf.skops_reader.read_skops_subset`
+    without importing ``skops.io``; the rest by ``skops.io`` (same result,
+    same refusals, see the module docstring).
+
     Parameters
     ----------
     payload : bytes
@@ -637,6 +696,13 @@ def load_estimator(payload, *, trusted=None, name="the payload"):
     UntrustedTypesError
         If they hold types outside the allow-list (nothing is constructed).
     """
+    from .skops_reader import NOT_HANDLED, read_skops_subset
+
+    estimator = read_skops_subset(payload, lambda type_name: (
+        _is_public_sklearn_estimator(type_name)
+        or _is_trusted_beyond_skops(type_name, trusted)))
+    if estimator is not NOT_HANDLED:
+        return estimator
     import skops.io
 
     try:

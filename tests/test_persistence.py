@@ -341,3 +341,222 @@ def test_cnn_pipeline_round_trip_keeps_the_model_path(digits_rgb, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(x_test[:8]),
                                   pipeline.predict_proba(x_test[:8]))
     assert "CNNEmbedding" in metadata["estimator"]
+
+
+# --- the fast reader of plain skops payloads (featclf.skops_reader) ---------
+
+def _assert_same_object(a, b, where="obj"):
+    """Deep equality of two rebuilt objects: types, arrays, attributes."""
+    assert type(a) is type(b), f"{where}: {type(a)} != {type(b)}"
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            _assert_same_object(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_object(x, y, f"{where}[{i}]")
+    elif hasattr(a, "__dict__") and not isinstance(a, type):
+        _assert_same_object(vars(a), vars(b), f"{where}.__dict__")
+    else:
+        assert a == b or (a != a and b != b), f"{where}: {a!r} != {b!r}"
+
+
+def _accept_like_load_estimator(type_name):
+    from featclf.persistence import _is_public_sklearn_estimator, _is_trusted_beyond_skops
+
+    return _is_public_sklearn_estimator(type_name) or _is_trusted_beyond_skops(type_name, None)
+
+
+@pytest.mark.parametrize("name", pipeline_names())
+def test_plain_payloads_are_rebuilt_without_skops_io_as_skops_would(name, digits_rgb):
+    """Every shipped pipeline but forests (TreeNode) and the intersection
+    kernel SVM (FunctionNode) is read by featclf's reader, into the object
+    skops builds; the others are left to skops."""
+    import skops.io
+
+    from featclf.persistence import dump_estimator
+    from featclf.skops_reader import NOT_HANDLED, read_skops_subset
+
+    pipeline = fitted_pipeline(name, digits_rgb)
+    payload = dump_estimator(pipeline)
+    fast = read_skops_subset(payload, _accept_like_load_estimator)
+    if name.endswith("-rf") or "hiksvm" in name:
+        assert fast is NOT_HANDLED
+        return
+    assert fast is not NOT_HANDLED
+    by_skops = skops.io.loads(payload, trusted=skops.io.get_untrusted_types(data=payload))
+    _assert_same_object(fast, by_skops)
+    x_test = digits_rgb[2]
+    np.testing.assert_array_equal(_scores(fast, x_test), _scores(pipeline, x_test))
+
+
+def test_sklearn_types_accepted_without_skops_are_exactly_skops_defaults():
+    """The reader accepts a scikit-learn type only if skops' default
+    allow-list holds it (checked over every class of every scikit-learn
+    module, all imported by that list), and it misses none of that list."""
+    import inspect
+    import sys
+
+    from skops.io._trusted_types import SKLEARN_ESTIMATOR_TYPE_NAMES
+
+    from featclf.persistence import _is_public_sklearn_estimator
+
+    skops_names = set(SKLEARN_ESTIMATOR_TYPE_NAMES)
+    assert {n for n in skops_names if not _is_public_sklearn_estimator(n)} == set()
+    seen = set()
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not module_name.startswith("sklearn."):
+            continue
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__.startswith("sklearn."):
+                seen.add(f"{cls.__module__}.{cls.__name__}")
+    assert len(seen) > 2 * len(skops_names)
+    assert {n for n in seen if _is_public_sklearn_estimator(n)} <= skops_names
+    for name in ("os.system", "builtins.eval", "sklearn", "sklearn.svm._classes._fit_liblinear",
+                 "sklearn.utils._mocking.CheckingClassifier", "sklearn.base.BaseEstimator",
+                 "sklearn.externals.array_api_compat.numpy", "sklearn.no_such.Module"):
+        assert not _is_public_sklearn_estimator(name), name
+
+
+_MARKER_MODULE = """
+import pathlib
+pathlib.Path(__file__).with_suffix(".imported").touch()
+
+class Evil:
+    def __setstate__(self, state):
+        pathlib.Path(__file__).with_suffix(".constructed").touch()
+"""
+
+
+def _edited_schema(model_path, edit, tmp_path, *, members=None):
+    """Return a payload of ``model_path`` whose schema.json went through
+    ``edit(schema)`` (and with ``members`` replaced)."""
+    import io
+
+    with zipfile.ZipFile(model_path) as archive:
+        payload = archive.read("model.skops")
+    with zipfile.ZipFile(io.BytesIO(payload)) as skops_file:
+        contents = {n: skops_file.read(n) for n in skops_file.namelist()}
+    schema = json.loads(contents["schema.json"])
+    edit(schema)
+    contents["schema.json"] = json.dumps(schema).encode()
+    contents.update(members or {})
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as skops_file:
+        for member, data in contents.items():
+            skops_file.writestr(member, data)
+    return out.getvalue()
+
+
+def _nodes(schema, loader):
+    found = []
+    def walk(value):
+        if isinstance(value, dict):
+            if value.get("__loader__") == loader:
+                found.append(value)
+            for child in value.values():
+                walk(child)
+        elif isinstance(value, list):
+            for child in value:
+                walk(child)
+    walk(schema)
+    return found
+
+
+@pytest.fixture()
+def marker_module(tmp_path, monkeypatch):
+    """An importable module that leaves a file when imported or built."""
+    name = f"featclf_marker_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(_MARKER_MODULE)
+    monkeypatch.syspath_prepend(os.fspath(tmp_path))
+    return name, tmp_path / f"{name}.imported", tmp_path / f"{name}.constructed"
+
+
+@pytest.mark.parametrize("loader", ["ObjectNode", "ListNode", "DictNode", "TupleNode",
+                                    "TypeNode", "NdArrayNode"])
+def test_foreign_type_in_any_node_is_refused_without_importing_it(
+        model_path, tmp_path, marker_module, loader):
+    from featclf.skops_reader import NOT_HANDLED, read_skops_subset
+
+    module, imported, constructed = marker_module
+
+    def edit(schema):
+        node = _nodes(schema, loader)[-1]
+        node["__module__"], node["__class__"] = module, "Evil"
+        node["__id__"] = 1  # a node of its own, not one shared with others
+
+    payload = _edited_schema(model_path, edit, tmp_path)
+    asked = []
+
+    def accept(name):
+        asked.append(name)
+        return _accept_like_load_estimator(name)
+
+    assert read_skops_subset(payload, accept) is NOT_HANDLED
+    assert (f"{module}.Evil" in asked) == (loader == "ObjectNode")
+    path = _rewrite(model_path, tmp_path / "evil.featclf", payload=payload)
+    with pytest.raises(UntrustedTypesError, match=f"{module}.Evil"):
+        load_model(path)
+    assert not imported.exists() and not constructed.exists()
+
+
+def test_pickled_array_in_payload_is_refused_without_running(model_path, tmp_path):
+    import io
+
+    from featclf.skops_reader import NOT_HANDLED, read_skops_subset
+
+    marker = tmp_path / "payload-ran"
+    evil = np.empty(1, dtype=object)
+    evil[0] = _WritesMarker(marker)
+    buffer = io.BytesIO()
+    np.save(buffer, evil, allow_pickle=True)
+    with zipfile.ZipFile(model_path) as archive:
+        payload = archive.read("model.skops")
+    with zipfile.ZipFile(io.BytesIO(payload)) as skops_file:
+        npy = [n for n in skops_file.namelist() if n.endswith(".npy")]
+    payload = _edited_schema(model_path, lambda schema: None, tmp_path,
+                             members={name: buffer.getvalue() for name in npy})
+    assert read_skops_subset(payload, _accept_like_load_estimator) is NOT_HANDLED
+    path = _rewrite(model_path, tmp_path / "evil.featclf", payload=payload)
+    with pytest.raises(ModelFileError, match="cannot be constructed"):
+        load_model(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("edit", ["cycle", "protocol", "bad key type", "missing npy"])
+def test_malformed_plain_payloads_are_left_to_skops(model_path, tmp_path, edit):
+    from featclf.skops_reader import NOT_HANDLED, read_skops_subset
+
+    def change(schema):
+        if edit == "cycle":  # an attribute that is its own owner
+            content = schema["content"]["content"]
+            first = next(iter(content))
+            content[first] = {"__loader__": "JsonNode", "__class__": "str",
+                              "__module__": "builtins", "content": "1",
+                              "__id__": schema["__id__"]}
+        elif edit == "protocol":
+            schema["protocol"] = 1
+        elif edit == "bad key type":
+            key_type = _nodes(schema, "TypeNode")[0]
+            key_type["__class__"], key_type["__id__"] = "eval", 1
+        else:
+            _nodes(schema, "NdArrayNode")[0]["file"] = "absent.npy"
+
+    payload = _edited_schema(model_path, change, tmp_path)
+    assert read_skops_subset(payload, _accept_like_load_estimator) is NOT_HANDLED
+    path = _rewrite(model_path, tmp_path / "edited.featclf", payload=payload)
+    if edit == "bad key type":
+        with pytest.raises(UntrustedTypesError, match="builtins.eval"):
+            load_model(path)
+    elif edit in ("missing npy",):
+        with pytest.raises(ModelFileError):
+            load_model(path)
+    else:  # skops itself may rebuild these (older protocol, shared id)
+        try:
+            load_model(path)
+        except ModelFileError:
+            pass

@@ -152,3 +152,26 @@ def test_train_save_then_predict_on_gray_digits(tmp_path, capsys):
     assert main(["predict", str(model), *paths]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [row["label"] for row in rows] == [str(v) for v in pipeline.predict(images[:5])]
+
+
+def test_predict_imports_only_what_the_model_needs(models, image_folder):
+    """`featclf predict` with a plain model imports neither skops.io (whose
+    allow-list imports every scikit-learn module) nor the extras other
+    subcommands use: its cold start is imports (docs/latency.md)."""
+    heavy = ("skops.io", "fastapi", "uvicorn", "matplotlib", "dask", "pytest",
+             "onnxruntime", "sklearn.ensemble", "sklearn.cluster", "skimage.feature")
+    code = (
+        "import sys\n"
+        "from featclf.cli import main\n"
+        "status = main(sys.argv[1:])\n"
+        f"print([name for name in {heavy!r} if name in sys.modules])\n"
+        "sys.exit(status)\n"
+    )
+    for model in models.values():
+        result = subprocess.run(
+            [sys.executable, "-c", code, "predict", str(model), str(image_folder / "nested")],
+            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.strip().splitlines()
+        assert len(lines) == 1 + 2 + 1  # CSV header, 2 images, the modules
+        assert lines[-1] == "[]"
