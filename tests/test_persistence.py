@@ -422,6 +422,15 @@ def test_sklearn_types_accepted_without_skops_are_exactly_skops_defaults():
         assert not _is_public_sklearn_estimator(name), name
 
 
+def test_other_types_read_without_skops_are_in_skops_defaults():
+    from skops.io._trusted_types import NUMPY_DTYPE_TYPE_NAMES, PRIMITIVE_TYPE_NAMES
+
+    from featclf.skops_reader import _KEY_TYPES, _NUMPY_SCALARS
+
+    assert _NUMPY_SCALARS <= set(NUMPY_DTYPE_TYPE_NAMES)
+    assert set(_KEY_TYPES) <= set(PRIMITIVE_TYPE_NAMES)
+
+
 _MARKER_MODULE = """
 import pathlib
 pathlib.Path(__file__).with_suffix(".imported").touch()
