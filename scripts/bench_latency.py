@@ -449,7 +449,9 @@ def write_report(args, machine, data_name, rows, http_row, load, floors, importi
           for statement, (wall, cpu, peak) in floors.items()],
         "",
         f"The imports of `featclf predict` sum to {importing_s / 1000:.2f} s "
-        "(`python -X importtime`, one run). Largest cumulative imports:",
+        "(`python -X importtime`, one run; it does not log the modules loaded with "
+        "`importlib.import_module`, such as the subcommands and the model's classes, "
+        "only what they import with `import`). Largest cumulative imports:",
         "",
         "| module | cumulative ms |",
         "|---|---:|",
