@@ -71,33 +71,54 @@ def _pair(value, name):
     return rows, cols
 
 
-def _gradients(planes):
+def _gradients(planes, crop):
     """Central-difference gradients, zero on the border, of each image plane.
 
-    Computed on the flattened stack with contiguous 1-D differences; the
-    values that straddle two rows or two images are then overwritten by the
-    zero border, as in ``skimage.feature._hog_channel_gradient``.
+    Only the top-left ``crop`` of each plane is returned: the pixels right
+    of or below the last whole cell vote in no histogram. Without a crop
+    the differences run on the flattened stack as contiguous 1-D
+    subtractions, and the values that straddle two rows or two images are
+    then overwritten by the zero border, as in
+    ``skimage.feature._hog_channel_gradient``.
 
     Parameters
     ----------
     planes : ndarray of shape (..., H, W), float32, C-contiguous
+    crop : tuple of (int, int)
+        ``(Hc, Wc)`` with ``Hc <= H`` and ``Wc <= W``.
 
     Returns
     -------
-    g_row, g_col : ndarray of shape (..., H, W), float32
+    g_row, g_col : ndarray of shape (..., Hc, Wc), float32, C-contiguous
     """
     height, width = planes.shape[-2:]
-    flat = planes.reshape(-1)
-    g_row = np.empty_like(flat)
-    g_col = np.empty_like(flat)
-    np.subtract(flat[2 * width:], flat[:-2 * width], out=g_row[width:-width])
-    np.subtract(flat[2:], flat[:-2], out=g_col[1:-1])
-    g_row = g_row.reshape(planes.shape)
-    g_col = g_col.reshape(planes.shape)
+    crop_rows, crop_cols = crop
+    if (crop_rows, crop_cols) == (height, width):
+        flat = planes.reshape(-1)
+        g_row = np.empty_like(flat)
+        g_col = np.empty_like(flat)
+        np.subtract(flat[2 * width:], flat[:-2 * width], out=g_row[width:-width])
+        np.subtract(flat[2:], flat[:-2], out=g_col[1:-1])
+        g_row = g_row.reshape(planes.shape)
+        g_col = g_col.reshape(planes.shape)
+    else:
+        shape = planes.shape[:-2] + (crop_rows, crop_cols)
+        g_row = np.empty(shape, dtype=np.float32)
+        g_col = np.empty(shape, dtype=np.float32)
+        # rows 1 .. last computed row (height - 2 at most)
+        row_stop, col_stop = min(crop_rows, height - 1), min(crop_cols, width - 1)
+        if row_stop > 1:
+            np.subtract(planes[..., 2:row_stop + 1, :crop_cols],
+                        planes[..., :row_stop - 1, :crop_cols], out=g_row[..., 1:row_stop, :])
+        if col_stop > 1:
+            np.subtract(planes[..., :crop_rows, 2:col_stop + 1],
+                        planes[..., :crop_rows, :col_stop - 1], out=g_col[..., 1:col_stop])
+        g_row[..., max(row_stop, 1):, :] = 0
+        g_col[..., max(col_stop, 1):] = 0
     g_row[..., 0, :] = 0
-    g_row[..., -1, :] = 0
+    g_row[..., height - 1:, :] = 0
     g_col[..., :, 0] = 0
-    g_col[..., :, -1] = 0
+    g_col[..., :, width - 1:] = 0
     return g_row, g_col
 
 
@@ -175,25 +196,33 @@ def _exact_bins(g_row, g_col, orientations):
 
 
 @functools.lru_cache(maxsize=16)
-def _histogram_offsets(n, height, width, cell_shape, orientations):
+def _histogram_offsets(n, cells, cell_shape, orientations):
     """Index of the first (cell, bin) histogram slot of every pixel.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    cells : tuple of (int, int)
+        ``(n_cells_row, n_cells_col)``.
+    cell_shape : tuple of (int, int)
+    orientations : int
 
     Returns
     -------
-    offsets : ndarray of shape (n * height * width,), int32, read-only
-        ``(image * n_cells + cell) * 2 * orientations`` for pixels inside
-        whole cells; pixels right of or below the last whole cell point to
-        a spare slot ``n * n_cells * 2 * orientations`` that is dropped.
+    offsets : ndarray of shape (n * Hc * Wc,), int32, read-only
+        ``(image * n_cells + cell) * 2 * orientations`` for every pixel of
+        the cropped images (``Hc = n_cells_row * cell_rows``, alike for
+        columns).
     """
-    cell_rows, cell_cols = cell_shape
-    n_cells_row, n_cells_col = height // cell_rows, width // cell_cols
-    n_cells = n_cells_row * n_cells_col
-    cell_row = np.arange(height) // cell_rows
-    cell_col = np.arange(width) // cell_cols
+    (n_cells_row, n_cells_col), (cell_rows, cell_cols) = cells, cell_shape
+    cell_row = np.arange(n_cells_row * cell_rows) // cell_rows
+    cell_col = np.arange(n_cells_col * cell_cols) // cell_cols
     cell_of_pixel = cell_row[:, None] * n_cells_col + cell_col[None, :]
-    outside = (cell_row[:, None] >= n_cells_row) | (cell_col[None, :] >= n_cells_col)
+    n_cells = n_cells_row * n_cells_col
     offsets = (np.arange(n)[:, None, None] * n_cells + cell_of_pixel) * (2 * orientations)
-    offsets[:, outside] = n * n_cells * 2 * orientations
+    if offsets.size and offsets.max() > np.iinfo(np.int32).max:  # pragma: no cover
+        raise ValueError("HOG: too many cells in one group")
     offsets = offsets.astype(np.int32).reshape(-1)
     offsets.flags.writeable = False
     return offsets
@@ -211,8 +240,9 @@ def _cell_histograms(g_row, g_col, cell_shape, orientations):
 
     Parameters
     ----------
-    g_row, g_col : ndarray of shape (n, H, W), float32
-        Gradients of the whole images.
+    g_row, g_col : ndarray of shape (n, Hc, Wc), float32
+        Gradients of the images cropped to whole cells (``Hc`` a multiple
+        of ``cell_shape[0]``, ``Wc`` of ``cell_shape[1]``).
 
     Returns
     -------
@@ -220,60 +250,68 @@ def _cell_histograms(g_row, g_col, cell_shape, orientations):
     """
     n, height, width = g_row.shape
     cell_rows, cell_cols = cell_shape
-    n_cells_row, n_cells_col = height // cell_rows, width // cell_cols
-    magnitude, angle = cv2.cartToPolar(g_col.reshape(n * height, width),
-                                       g_row.reshape(n * height, width), angleInDegrees=True)
+    cells = (height // cell_rows, width // cell_cols)
+    magnitude, position = cv2.cartToPolar(g_col.reshape(n * height, width),
+                                          g_row.reshape(n * height, width), angleInDegrees=True)
     magnitude = magnitude.reshape(-1)
     # bin coordinate over 0..2n: edges at integers; exact for 0, 90, 180, 270
-    position = angle.reshape(-1)
+    position = position.reshape(-1)
     position *= np.float32(orientations)
     position /= np.float32(180.0)
+    # int32 bins + int32 offsets: the cheapest input np.bincount accepts
     bins = position.astype(np.int32)
-    distance = position - np.rint(position)
+    distance = np.rint(position)
+    np.subtract(position, distance, out=distance)
     np.abs(distance, out=distance)
-    near_edge = distance < np.float32(_EDGE_TOLERANCE_DEG * orientations / 180.0)
+    near_edge = np.less(distance, np.float32(_EDGE_TOLERANCE_DEG * orientations / 180.0))
     near_edge &= g_row.reshape(-1) != 0
     where = np.flatnonzero(near_edge)
     if where.size:
         exact = _exact_bins(g_row.reshape(-1)[where], g_col.reshape(-1)[where], orientations)
         magnitude[where[exact == orientations]] = 0
         bins[where] = np.minimum(exact, orientations - 1)
-    bins += _histogram_offsets(n, height, width, cell_shape, orientations)
-    n_bins = n * n_cells_row * n_cells_col * 2 * orientations
-    sums = np.bincount(bins, weights=magnitude, minlength=n_bins + 2 * orientations)
-    sums = sums[:n_bins].reshape(n, n_cells_row, n_cells_col, 2, orientations).sum(axis=3)
-    sums /= cell_rows * cell_cols
-    return sums
+    bins += _histogram_offsets(n, cells, cell_shape, orientations)
+    n_bins = n * cells[0] * cells[1] * 2 * orientations
+    sums = np.bincount(bins, weights=magnitude, minlength=n_bins)
+    halves = sums.reshape(n, cells[0], cells[1], 2, orientations)
+    histograms = np.add(halves[:, :, :, 0], halves[:, :, :, 1])  # fold 180-360 onto 0-180
+    histograms /= cell_rows * cell_cols
+    return histograms
 
 
-def _normalize_blocks(histograms, block_shape, method):
+def _normalize_blocks(histograms, block_shape, method, out):
     """Normalise every block of cells, as scikit-image's ``_hog_normalize_block``.
 
     Parameters
     ----------
     histograms : ndarray of shape (n, n_cells_row, n_cells_col, orientations)
-
-    Returns
-    -------
-    blocks : ndarray of shape (n, n_blocks_row, n_blocks_col, block_rows, block_cols, orientations)
-        float32.
+    block_shape : tuple of (int, int)
+    method : {"L1", "L1-sqrt", "L2", "L2-Hys"}
+    out : ndarray of shape (n, n_features), float32, C-contiguous
+        Receives the blocks in the order ``(n_blocks_row, n_blocks_col,
+        block_rows, block_cols, orientations)``.
     """
-    windows = np.lib.stride_tricks.sliding_window_view(histograms, block_shape, axis=(1, 2))
-    # (n, nbr, nbc, orientations, block_rows, block_cols) -> orientation last,
-    # copied once into a contiguous float32 array, one block per row
-    blocks = np.ascontiguousarray(np.moveaxis(windows, 3, 5), dtype=np.float32)
-    flat = blocks.reshape(-1, np.prod(blocks.shape[3:]))
+    n, n_cells_row, n_cells_col, orientations = histograms.shape
+    block_rows, block_cols = block_shape
+    n_blocks_row, n_blocks_col = n_cells_row - block_rows + 1, n_cells_col - block_cols + 1
+    blocks = out.reshape(n, n_blocks_row, n_blocks_col, block_rows, block_cols, orientations)
+    # one strided copy per cell position inside the block, cheaper than
+    # copying a sliding-window view with its orientation axis moved last
+    for row in range(block_rows):
+        for col in range(block_cols):
+            blocks[:, :, :, row, col] = histograms[:, row:row + n_blocks_row,
+                                                   col:col + n_blocks_col]
+    flat = out.reshape(-1, block_rows * block_cols * orientations)
     if method in ("L1", "L1-sqrt"):
         # cell histograms are sums of magnitudes: |v| = v
         flat /= flat.sum(axis=1, keepdims=True) + np.float32(_EPS)
         if method == "L1-sqrt":
             np.sqrt(flat, out=flat)
-        return blocks
+        return
     flat /= _l2_norms(flat)
     if method == "L2-Hys":
         np.minimum(flat, np.float32(0.2), out=flat)
         flat /= _l2_norms(flat)
-    return blocks
 
 
 def _l2_norms(rows):
@@ -288,9 +326,10 @@ def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3,
 
     Parameters
     ----------
-    stack : ndarray of shape (n, H, W) or (n, H, W, C), float32
-        Gray images, or colour images with channels last, values in [0, 1]
-        (see :func:`featclf.preprocessing.to_float`).
+    stack : ndarray of shape (n, H, W) or (n, H, W, C), uint8 or float
+        Gray images, or colour images with channels last: uint8 (0-255) or
+        float in [0, 1]; converted with :func:`featclf.preprocessing.to_float`
+        a group of images at a time.
     orientations : int, default=9
         Number of unsigned orientation bins over 0-180 degrees.
     pixels_per_cell : tuple of (int, int), default=(8, 8)
@@ -315,7 +354,9 @@ def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3,
     ValueError
         If the images are smaller than one block.
     """
-    stack = np.asarray(stack, dtype=np.float32)
+    stack = np.asarray(stack)
+    if stack.dtype != np.uint8:
+        stack = stack.astype(np.float32, copy=False)
     cell_rows, cell_cols = pixels_per_cell
     block_rows, block_cols = cells_per_block
     height, width = stack.shape[1:3]
@@ -327,22 +368,25 @@ def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3,
             f"needs at least {block_rows * cell_rows}x{block_cols * cell_cols}); "
             "resize them (featclf.preprocessing.Resize) or use smaller cells/blocks"
         )
+    crop = (n_cells_row * cell_rows, n_cells_col * cell_cols)
+    n_features = ((n_cells_row - block_rows + 1) * (n_cells_col - block_cols + 1)
+                  * block_rows * block_cols * orientations)
+    features = np.empty((len(stack), n_features), dtype=np.float32)
     # work on groups of about _GROUP_PIXELS pixels, so temporaries stay in cache
     group = max(1, _GROUP_PIXELS // (height * width))
-    features = []
     for start in range(0, len(stack), group):
-        images = stack[start:start + group]
+        images = to_float(stack[start:start + group])
         if transform_sqrt:
             images = np.sqrt(images)
         if images.ndim == 4:  # channels first, so each channel plane is contiguous
-            g_row, g_col = _gradients(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+            g_row, g_col = _gradients(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), crop)
             g_row, g_col = _dominant_channel(g_row, g_col)
         else:
-            g_row, g_col = _gradients(np.ascontiguousarray(images))
+            g_row, g_col = _gradients(np.ascontiguousarray(images), crop)
         histograms = _cell_histograms(g_row, g_col, (cell_rows, cell_cols), orientations)
-        blocks = _normalize_blocks(histograms, (block_rows, block_cols), block_norm)
-        features.append(blocks.reshape(len(images), -1))
-    return features[0] if len(features) == 1 else np.concatenate(features)
+        _normalize_blocks(histograms, (block_rows, block_cols), block_norm,
+                          out=features[start:start + group])
+    return features
 
 
 class HOG(FeatureExtractor):
@@ -434,7 +478,7 @@ class HOG(FeatureExtractor):
                     "Grayscale) before it",
                 )
         if len({image.dtype for image in images}) == 1:
-            stack = to_float(np.stack(images))  # one conversion for the chunk
+            stack = np.stack(images)  # hog_batch converts it a group at a time
         else:
             stack = np.stack([to_float(image) for image in images])
         return hog_batch(
