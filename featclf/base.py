@@ -2,21 +2,36 @@
 
 A step subclasses :class:`ImageTransformer` and implements
 ``_transform_chunk(images)``, which receives a list of validated images (see
-:mod:`featclf.io`) and returns either a float32 feature matrix (fixed-length
+:mod:`featclf.io`; a stack, that is an ndarray view of the batch, for steps
+that set ``_chunk_as_stack`` when the batch is a stack) and returns either a float32 feature matrix (fixed-length
 extractors), a list of images (preprocessing) or a list of descriptor sets.
 The base class does the rest the same way for every step: input validation,
 splitting the batch into chunks (so paths are decoded and features computed
 a chunk at a time), running chunks in parallel with joblib's ``n_jobs``
 meaning, limiting OpenCV and BLAS threads inside workers, and naming the
 failing image when a chunk raises.
+
+Parallel runs start only where they pay: an in-memory batch gets at most one
+job per ``_min_pixels_per_job`` pixels (a small batch runs in the calling
+thread), and with joblib's threading backend (the default for steps that
+prefer threads, whose numpy/OpenCV work releases the GIL) the chunks go to a
+plain ``concurrent.futures`` thread pool, which starts in about 0.1 ms where
+``joblib.Parallel`` takes milliseconds. Any other active joblib backend
+(``joblib.parallel_config(backend=...)``) gets the chunks through
+``joblib.Parallel`` as before.
 """
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
+from joblib._parallel_backends import ThreadingBackend
+from joblib.parallel import get_active_backend
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .io import as_image_batch, stack_if_uniform
 
@@ -38,6 +53,12 @@ class ImageTransformer(TransformerMixin, BaseEstimator):
     _parallel_prefer = "threads"
     #: images per chunk when n_jobs == 1 (bounds memory for path batches).
     _chunk_size = 256
+    #: in-memory pixels (all channels) each parallel job needs at least;
+    #: smaller batches use fewer jobs (one: no parallel start-up cost).
+    _min_pixels_per_job = 1 << 19
+    #: pass ``_transform_chunk`` a stack (a view of the batch) instead of a
+    #: list when the batch is a stack.
+    _chunk_as_stack = False
 
     def fit(self, X, y=None):
         """Check the input and record what ``transform`` needs.
@@ -150,17 +171,46 @@ def _chunk_bounds(n_images, n_jobs, chunk_size):
     return list(zip(edges[:-1], edges[1:]))
 
 
+def _useful_jobs(step, batch, n_jobs):
+    """How many of ``n_jobs`` jobs have enough work (see ``_min_pixels_per_job``).
+
+    File paths are decoded in the jobs, which is work enough: all jobs.
+    """
+    if n_jobs == 1 or batch.is_paths:
+        return n_jobs
+    if isinstance(batch.items, np.ndarray):
+        pixels = batch.items.size
+    else:
+        pixels = sum(image.size for image in batch.items)
+    return int(max(1, min(n_jobs, pixels // step._min_pixels_per_job)))
+
+
 def _map_chunks(step, batch):
     n_jobs = effective_n_jobs(getattr(step, "n_jobs", None))
+    n_jobs = _useful_jobs(step, batch, n_jobs)
     bounds = _chunk_bounds(len(batch), n_jobs, step._chunk_size)
     if n_jobs == 1 or len(bounds) == 1:
         return [_run_chunk(step, batch, start, stop) for start, stop in bounds]
+    backend, _ = get_active_backend(prefer=step._parallel_prefer)
+    if isinstance(backend, ThreadingBackend):
+        # joblib's threading backend costs milliseconds to start (more than
+        # a small batch's work); a plain thread pool costs ~0.1 ms
+        with _one_thread_per_worker(), ThreadPoolExecutor(n_jobs) as pool:
+            futures = [pool.submit(_run_chunk, step, batch, start, stop)
+                       for start, stop in bounds]
+            return [future.result() for future in futures]
     parallel = Parallel(n_jobs=n_jobs, prefer=step._parallel_prefer)
     with _one_thread_per_worker():
         return parallel(
             delayed(_run_chunk)(step, batch, start, stop, limit_threads=True)
             for start, stop in bounds
         )
+
+
+@functools.cache
+def _threadpool_controller():
+    """One ``ThreadpoolController`` per process (building one costs ~0.5 ms)."""
+    return ThreadpoolController()
 
 
 class _one_thread_per_worker:
@@ -173,7 +223,7 @@ class _one_thread_per_worker:
     def __enter__(self):
         self._previous = cv2.getNumThreads()
         cv2.setNumThreads(1)
-        self._limits = threadpool_limits(1)
+        self._limits = _threadpool_controller().limit(limits=1)
         return self
 
     def __exit__(self, *exc_info):
@@ -184,7 +234,9 @@ class _one_thread_per_worker:
 def _run_chunk(step, batch, start, stop, limit_threads=False):
     """Load images ``start:stop`` and apply ``step`` to them."""
     if isinstance(batch.items, np.ndarray):  # a validated stack: views, no copy
-        images = list(batch.items[start:stop])
+        images = batch.items[start:stop]
+        if not step._chunk_as_stack:
+            images = list(images)
     else:
         images = [_load_one(batch, i) for i in range(start, stop)]
     if not limit_threads:

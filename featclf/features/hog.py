@@ -448,6 +448,7 @@ class HOG(FeatureExtractor):
         "transform_sqrt": ["boolean"],
         "n_jobs": [numbers.Integral, None],
     }
+    _chunk_as_stack = True
 
     def __init__(self, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3, 3),
                  block_norm="L2-Hys", transform_sqrt=False, n_jobs=None):
@@ -468,6 +469,18 @@ class HOG(FeatureExtractor):
                           width // cell_cols - block_cols + 1)
 
     def _transform_chunk(self, images):
+        if isinstance(images, np.ndarray):  # a stack: one shape, one dtype
+            if images.shape[1:] != self.image_shape_:
+                self._check_shapes(images[:1])
+            return self._hog(images)
+        self._check_shapes(images)
+        if len({image.dtype for image in images}) == 1:
+            stack = np.stack(images)  # hog_batch converts it a group at a time
+        else:
+            stack = np.stack([to_float(image) for image in images])
+        return self._hog(stack)
+
+    def _check_shapes(self, images):
         for index, image in enumerate(images):
             if image.shape != self.image_shape_:
                 raise ImageError(
@@ -477,10 +490,8 @@ class HOG(FeatureExtractor):
                     "gray/colour kind): put featclf.preprocessing.Resize (and "
                     "Grayscale) before it",
                 )
-        if len({image.dtype for image in images}) == 1:
-            stack = np.stack(images)  # hog_batch converts it a group at a time
-        else:
-            stack = np.stack([to_float(image) for image in images])
+
+    def _hog(self, stack):
         return hog_batch(
             stack,
             orientations=self.orientations,
