@@ -54,6 +54,13 @@ L2 norm and weighted, and the whole vector is L2-normalised, so level ``l``
 keeps an L2 norm proportional to its weight. An image (or cell) with no
 descriptors gives zeros.
 
+Other grids (``spatial_grids``): any list of ``rows x columns`` grids, such
+as Chatfield et al.'s (2011) ``1x1 + 2x2 + 3x1`` for Fisher vectors (the
+``3x1`` grid is three horizontal bands), pooled and normalised as the
+pyramid's levels, every grid with the same weight ``1 / n_grids``.
+Statistics are accumulated once on the common refinement (least common
+multiple of the row and of the column counts) and summed into each grid.
+
 References
 ----------
 G. Csurka, C. Dance, L. Fan, J. Willamowski, C. Bray. Visual categorization
@@ -68,12 +75,19 @@ Visual word ambiguity. IEEE TPAMI 32(7), 2010.
 H. Jegou, M. Douze, C. Schmid, P. Perez. Aggregating local descriptors into
 a compact image representation. CVPR 2010.
 
+R. Arandjelovic, A. Zisserman. Three things everyone should know to
+improve object retrieval. CVPR 2012 (RootSIFT).
+
 R. Arandjelovic, A. Zisserman. All about VLAD. CVPR 2013.
+
+K. Chatfield, V. Lempitsky, A. Vedaldi, A. Zisserman. The devil is in the
+details: an evaluation of recent feature encoding methods. BMVC 2011.
 
 F. Perronnin, J. Sanchez, T. Mensink. Improving the Fisher kernel for
 large-scale image classification. ECCV 2010.
 """
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -91,6 +105,7 @@ from threadpoolctl import threadpool_limits
 
 from .base import _one_thread_per_worker
 from .features.descriptors import DescriptorSet
+from .features.sift import root_sift as _root_sift
 
 __all__ = ["BagOfVisualWords", "pyramid_weights"]
 
@@ -145,6 +160,12 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
     pyramid_levels : int, default=0
         Finest spatial pyramid level ``L``; 0 pools over the whole image.
         The output has ``sum_l 4^l`` cells (1, 5, 21 for L = 0, 1, 2).
+    spatial_grids : sequence of (int, int) or None, default=None
+        Pool over these grids of ``(rows, columns)`` cells instead of the
+        Lazebnik pyramid, e.g. ``((1, 1), (2, 2), (3, 1))``, the layout
+        Chatfield et al. (2011) use for Fisher vectors and VLAD (three
+        horizontal bands). Every grid gets the same weight. Needs
+        ``pyramid_levels=0``.
     max_descriptors : int, default=100_000
         At most this many training descriptors (a seeded sample, spread
         evenly over the images) are used to fit the vocabulary.
@@ -156,6 +177,13 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
     soft_neighbors : int or None, default=None
         For ``soft``: spread each vote over this many nearest words only
         (localised soft assignment); ``None`` uses every word.
+    root_sift : bool, default=False
+        Map every descriptor to RootSIFT (:func:`featclf.features.root_sift`:
+        L1 normalisation and element-wise square root, Arandjelovic and
+        Zisserman 2012) before PCA and the vocabulary, at fit and transform
+        alike. Doing it here rather than in the descriptor step lets the
+        descriptors be stored quantised (uint8 SIFT) and mapped a block at a
+        time. Descriptors must be non-negative (SIFT-like).
     pca_components : int or None, default=None
         Reduce descriptors to this many dimensions with PCA (fitted on the
         training sample) before the vocabulary; Perronnin et al. (2010) use
@@ -234,9 +262,11 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         "n_words": [Interval(numbers.Integral, 1, None, closed="left")],
         "encoding": [StrOptions(set(_ENCODINGS))],
         "pyramid_levels": [Interval(numbers.Integral, 0, None, closed="left")],
+        "spatial_grids": ["array-like", None],
         "max_descriptors": [Interval(numbers.Integral, 1, None, closed="left")],
         "soft_sigma": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "soft_neighbors": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "root_sift": ["boolean"],
         "pca_components": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "power_normalize": ["boolean"],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -250,9 +280,11 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         *,
         encoding="hard",
         pyramid_levels=0,
+        spatial_grids=None,
         max_descriptors=100_000,
         soft_sigma=None,
         soft_neighbors=None,
+        root_sift=False,
         pca_components=None,
         power_normalize=True,
         batch_size=50_000,
@@ -262,9 +294,11 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         self.n_words = n_words
         self.encoding = encoding
         self.pyramid_levels = pyramid_levels
+        self.spatial_grids = spatial_grids
         self.max_descriptors = max_descriptors
         self.soft_sigma = soft_sigma
         self.soft_neighbors = soft_neighbors
+        self.root_sift = root_sift
         self.pca_components = pca_components
         self.power_normalize = power_normalize
         self.batch_size = batch_size
@@ -292,6 +326,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             The fitted encoder.
         """
         self._validate_params()
+        self._grids()  # validates spatial_grids
         n_dims = _check_descriptor_sets(X)
         with threadpool_limits(effective_n_jobs(self.n_jobs)):
             self._fit_vocabulary(X, n_dims)
@@ -309,6 +344,13 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             )
         if not np.isfinite(sample).all():
             raise ValueError("BagOfVisualWords: training descriptors contain NaN or infinity")
+        if self.root_sift:
+            if (sample < 0).any():
+                raise ValueError(
+                    "BagOfVisualWords: root_sift=True needs non-negative descriptors "
+                    "(SIFT histograms); the training descriptors have negative values"
+                )
+            sample = _root_sift(sample)
 
         self.pca_ = None
         if self.pca_components is not None:
@@ -400,7 +442,9 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str, shape (n_features_out_,)
             ``bovw_l{level}_c{cell}_w{word}`` (hard, soft),
             ``vlad_l{level}_c{cell}_w{word}_d{dim}`` (vlad),
-            ``fisher_l{level}_c{cell}_g{gaussian}_{mean|var}_d{dim}`` (fisher).
+            ``fisher_l{level}_c{cell}_g{gaussian}_{mean|var}_d{dim}`` (fisher);
+            with ``spatial_grids`` the ``l{level}`` part reads
+            ``g{rows}x{columns}``.
         """
         check_is_fitted(self)
         K, d = self.codebook_.shape
@@ -423,11 +467,50 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------ internals
+    def _grids(self):
+        """The pooling grids as a list of (rows, columns), coarse first."""
+        if self.spatial_grids is None:
+            return [(2**level, 2**level) for level in range(self.pyramid_levels + 1)]
+        if self.pyramid_levels != 0:
+            raise ValueError(
+                f"BagOfVisualWords: give either pyramid_levels "
+                f"(got {self.pyramid_levels}) or spatial_grids, not both "
+                "(set pyramid_levels=0 with spatial_grids)"
+            )
+        grids = []
+        for grid in self.spatial_grids:
+            grid = tuple(grid) if isinstance(grid, (Sequence, np.ndarray)) else (grid,)
+            if len(grid) != 2 or not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+                for v in grid
+            ):
+                raise ValueError(
+                    "BagOfVisualWords: spatial_grids must be (rows, columns) pairs of "
+                    f"positive integers, e.g. ((1, 1), (2, 2), (3, 1)); got {grid!r}"
+                )
+            grids.append((int(grid[0]), int(grid[1])))
+        if not grids:
+            raise ValueError("BagOfVisualWords: spatial_grids must hold at least one grid")
+        return grids
+
+    def _grid_weights(self):
+        """Weight of each grid: Lazebnik's for the pyramid, equal otherwise."""
+        if self.spatial_grids is None:
+            return pyramid_weights(self.pyramid_levels)
+        n_grids = len(self._grids())
+        return np.full(n_grids, 1.0 / n_grids)
+
     def _cell_names(self):
+        if self.spatial_grids is None:
+            return [
+                f"l{level}_c{cell}"
+                for level in range(self.pyramid_levels + 1)
+                for cell in range(4**level)
+            ]
         return [
-            f"l{level}_c{cell}"
-            for level in range(self.pyramid_levels + 1)
-            for cell in range(4**level)
+            f"g{rows}x{cols}_c{cell}"
+            for rows, cols in self._grids()
+            for cell in range(rows * cols)
         ]
 
     def _values_per_cell(self):
@@ -448,23 +531,35 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"BagOfVisualWords: image {start + bad} has NaN or infinite descriptors"
             )
+        if self.root_sift:
+            negative = (desc < 0).any(axis=1)
+            if negative.any():
+                bad = int(np.repeat(np.arange(n_images), counts)[negative][0])
+                raise ValueError(
+                    f"BagOfVisualWords: image {start + bad} has negative descriptors; "
+                    "root_sift=True needs non-negative (SIFT-like) descriptors"
+                )
+            desc = _root_sift(desc)
         if self.pca_ is not None:
             desc = self.pca_.transform(desc).astype(np.float32, copy=False)
-        side = 2**self.pyramid_levels
+        grids = self._grids()
+        # finest grid: every pooling grid is a union of its cells
+        rows = math.lcm(*(r for r, _ in grids))
+        cols = math.lcm(*(c for _, c in grids))
         # one group per (image, finest cell), row-major cells
-        group = np.repeat(np.arange(n_images) * side * side, counts) + _finest_cells(sets, side)
-        n_groups = n_images * side * side
+        group = np.repeat(np.arange(n_images) * rows * cols, counts)
+        group += _finest_cells(sets, rows, cols)
+        n_groups = n_images * rows * cols
 
         encode = getattr(self, f"_finest_{self.encoding}")
         finest = encode(desc, group, n_groups)  # arrays of shape (n_groups, ...)
         finest = {
-            key: value.reshape((n_images, side, side) + value.shape[1:])
+            key: value.reshape((n_images, rows, cols) + value.shape[1:])
             for key, value in finest.items()
         }
-        weights = pyramid_weights(self.pyramid_levels)
         levels = []
-        for level, weight in enumerate(weights):
-            pooled = {key: _pool(value, 2**level) for key, value in finest.items()}
+        for (grid_rows, grid_cols), weight in zip(grids, self._grid_weights()):
+            pooled = {key: _pool(value, grid_rows, grid_cols) for key, value in finest.items()}
             if self.encoding in ("hard", "soft"):
                 per_count = np.maximum(counts, 1).reshape(-1, 1, 1)
                 levels.append(pooled["votes"] * (weight / per_count))
@@ -642,28 +737,31 @@ def _blocks(X, batch_size):
     return blocks
 
 
-def _finest_cells(sets, side):
-    """Row-major cell index on a side x side grid for every descriptor."""
+def _finest_cells(sets, rows, cols):
+    """Row-major cell index on a rows x cols grid for every descriptor."""
     cells = []
     for item in sets:
         if len(item) == 0:
             continue
         height, width = item.image_shape
-        column = np.floor(item.positions[:, 0] * (side / width)).astype(np.int64)
-        row = np.floor(item.positions[:, 1] * (side / height)).astype(np.int64)
-        np.clip(column, 0, side - 1, out=column)
-        np.clip(row, 0, side - 1, out=row)
-        cells.append(row * side + column)
+        column = np.floor(item.positions[:, 0] * (cols / width)).astype(np.int64)
+        row = np.floor(item.positions[:, 1] * (rows / height)).astype(np.int64)
+        np.clip(column, 0, cols - 1, out=column)
+        np.clip(row, 0, rows - 1, out=row)
+        cells.append(row * cols + column)
     return np.concatenate(cells)
 
 
-def _pool(finest, side):
-    """Sum (n, S, S, ...) finest-cell statistics into (n, side*side, ...) cells."""
-    n, full = finest.shape[:2]
-    step = full // side
+def _pool(finest, rows, cols):
+    """Sum (n, R, C, ...) finest-cell statistics into (n, rows*cols, ...) cells.
+
+    ``rows`` must divide ``R`` and ``cols`` divide ``C``; cells are row-major.
+    """
+    n, full_rows, full_cols = finest.shape[:3]
     rest = finest.shape[3:]
-    pooled = finest.reshape((n, side, step, side, step) + rest).sum(axis=(2, 4))
-    return pooled.reshape((n, side * side) + rest)
+    shape = (n, rows, full_rows // rows, cols, full_cols // cols) + rest
+    pooled = finest.reshape(shape).sum(axis=(2, 4))
+    return pooled.reshape((n, rows * cols) + rest)
 
 
 def _squared_distances(desc, centres):

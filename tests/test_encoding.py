@@ -417,3 +417,93 @@ def test_fisher_fits_when_many_descriptors_are_identical():
     enc = BagOfVisualWords(6, encoding="fisher", random_state=0).fit(with_zeros)
     assert (enc.gmm_variances_ > 0).all()
     assert np.isfinite(enc.transform(with_zeros)).all()
+
+
+# ------------------------------------------------------------ other grids
+def test_spatial_grids_hand_computed_hard_histogram():
+    # 2 words; 1x1 + 2x2 + 3x1 grids on a 30x30 image (finest grid 6 x 2)
+    enc = fitted_with("hard", [[0, 0], [4, 0]], spatial_grids=((1, 1), (2, 2), (3, 1)))
+    desc = [[1, 0], [5, 1], [3, -3], [0, 2]]  # words 0, 1, 1, 0
+    xy = [[2, 2], [29, 12], [29, 16], [2, 29]]
+    # 2x2 cells: 0, 1, 3, 2; 3x1 bands (10 px high): 0, 1, 1, 2
+    out = enc.transform([make_set(desc, xy, (30, 30))])[0]
+    whole = np.array([2, 2]) / 4
+    quads = np.array([[1, 0], [0, 1], [1, 0], [0, 1]]) / 4
+    bands = np.array([[1, 0], [0, 2], [1, 0]]) / 4
+    expected = np.concatenate([whole, quads.ravel(), bands.ravel()]) / 3
+    np.testing.assert_allclose(out, expected, atol=1e-7)
+    names = enc.get_feature_names_out()
+    assert len(names) == out.shape[0] == 2 * 8
+    assert names[0] == "bovw_g1x1_c0_w0" and names[-1] == "bovw_g3x1_c2_w1"
+
+
+def test_spatial_grids_as_lazebnik_pyramid_match_pyramid_levels_up_to_weights():
+    sets = random_sets()
+    for encoding in ENCODINGS:
+        pyramid = BagOfVisualWords(3, encoding=encoding, pyramid_levels=1, random_state=0)
+        grids = clone(pyramid).set_params(pyramid_levels=0, spatial_grids=[[1, 1], [2, 2]])
+        a, b = pyramid.fit_transform(sets), grids.fit_transform(sets)
+        # L=1 weights are (1/2, 1/2): equal, as spatial_grids' weights
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_spatial_grids_shapes_and_normalisation(encoding):
+    sets = random_sets()
+    grids = ((1, 1), (2, 2), (3, 1))
+    enc = BagOfVisualWords(4, encoding=encoding, spatial_grids=grids, random_state=0)
+    out = enc.fit_transform(sets)
+    per_cell = {"hard": 4, "soft": 4, "vlad": 4 * 6, "fisher": 2 * 4 * 6}[encoding]
+    assert out.shape == (len(sets), 8 * per_cell) and out.dtype == np.float32
+    assert enc.n_features_out_ == len(enc.get_feature_names_out()) == out.shape[1]
+    edges = np.cumsum([0] + [r * c * per_cell for r, c in grids])
+    for start, stop in zip(edges[:-1], edges[1:]):
+        part = out[:, start:stop]
+        if encoding in ("hard", "soft"):
+            np.testing.assert_allclose(part.sum(axis=1), 1 / 3, rtol=1e-5)
+        else:
+            np.testing.assert_allclose(np.linalg.norm(part, axis=1), 1 / math.sqrt(3), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "grids, match",
+    [(((1, 1), (2, 0)), "positive integers"), (((1, 1, 1),), "pairs"), ((), "at least one")],
+)
+def test_bad_spatial_grids_are_errors(grids, match):
+    with pytest.raises(ValueError, match=match):
+        BagOfVisualWords(3, spatial_grids=grids).fit(random_sets())
+    with pytest.raises(ValueError, match="not both"):
+        BagOfVisualWords(3, pyramid_levels=1, spatial_grids=((1, 1),)).fit(random_sets())
+
+
+# ----------------------------------------------------------------- RootSIFT
+def test_root_sift_maps_descriptors_before_the_vocabulary():
+    from featclf.features.sift import root_sift
+
+    rng = np.random.default_rng(0)
+    sets = [
+        make_set(rng.integers(0, 256, (40, 8)).astype(np.uint8), None, (32, 32))
+        for _ in range(6)
+    ]
+    rooted = [
+        DescriptorSet(root_sift(s.descriptors), s.positions, s.scales, s.image_shape)
+        for s in sets
+    ]
+    for encoding in ("hard", "fisher"):
+        enc = BagOfVisualWords(3, encoding=encoding, root_sift=True, random_state=0)
+        plain = BagOfVisualWords(3, encoding=encoding, random_state=0)
+        np.testing.assert_allclose(
+            enc.fit_transform(sets), plain.fit_transform(rooted), atol=1e-5
+        )
+        # RootSIFT vectors have unit L2 norm, so the vocabulary lies near the sphere
+        assert np.linalg.norm(enc.codebook_, axis=1).max() <= 1 + 1e-5
+
+
+def test_root_sift_refuses_negative_descriptors():
+    sets = random_sets()  # centred Gaussian noise: negative entries
+    with pytest.raises(ValueError, match="non-negative"):
+        BagOfVisualWords(3, root_sift=True).fit(sets)
+    positive = [make_set(np.abs(s.descriptors), s.positions, s.image_shape) for s in sets]
+    enc = BagOfVisualWords(3, root_sift=True, random_state=0).fit(positive)
+    with pytest.raises(ValueError, match="image 1 has negative"):
+        enc.transform([positive[0], sets[0]])
