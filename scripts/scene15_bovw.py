@@ -103,19 +103,19 @@ def rows(seed, n_jobs):
                     "hik", [0.3, 1, 3, 10, 30]),
         "spmchi2": ("spatial pyramid", "hard, 400 words, L=2, chi2 map + linear SVM",
                     bovw(n_words=400, pyramid_levels=2), "chi2", [0.1, 0.3, 1, 3]),
-        "vlad": ("VLAD", "RootSIFT, 64 words, PCA-64, L=1, linear SVM",
+        "vlad": ("VLAD", "RootSIFT, 64 words, PCA-64, 1x1+2x2+3x1 grids, linear SVM",
                  bovw(n_words=64, encoding="vlad", root_sift=True, pca_components=64,
-                      pyramid_levels=1),
+                      spatial_grids=CHATFIELD_GRIDS),
                  "linear", LINEAR_C),
-        "fisher": ("Fisher vectors", "RootSIFT, 128 Gaussians, PCA-64, L=1, linear SVM",
+        "fisher": ("Fisher vectors",
+                   "RootSIFT, 128 Gaussians, PCA-64, 1x1+2x2+3x1 grids, linear SVM",
                    bovw(n_words=128, encoding="fisher", root_sift=True, pca_components=64,
-                        pyramid_levels=1),
+                        spatial_grids=CHATFIELD_GRIDS),
                    "linear", LINEAR_C),
-        "fisher3": ("Fisher vectors",
-                    "RootSIFT, 128 Gaussians, PCA-64, 1x1+2x2+3x1 grids, linear SVM",
-                    bovw(n_words=128, encoding="fisher", root_sift=True, pca_components=64,
-                         spatial_grids=CHATFIELD_GRIDS),
-                    "linear", LINEAR_C),
+        "fisherl1": ("Fisher vectors", "RootSIFT, 128 Gaussians, PCA-64, L=1, linear SVM",
+                     bovw(n_words=128, encoding="fisher", root_sift=True, pca_components=64,
+                          pyramid_levels=1),
+                     "linear", LINEAR_C),
     }
 
 
@@ -169,7 +169,7 @@ def main(argv=None):
                         help="Markdown file for the table ('' to skip)")
     parser.add_argument("--rows", default="flat,spm,vlad,fisher",
                         help="comma-separated rows: flat, spm, spmsoft, spmchi2, vlad, "
-                             "fisher, fisher3")
+                             "fisher, fisherl1")
     parser.add_argument("--max-train", type=int, default=None,
                         help="stratified subset of the training images (quick runs)")
     parser.add_argument("--max-test", type=int, default=None,
