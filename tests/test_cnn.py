@@ -228,3 +228,15 @@ def test_train_command_with_a_cnn_pipeline(model_path, capsys):
     assert main(["train", "-p", "cnn-logreg", "--cnn-model", model_path,
                  "--max-train", "30", "--max-test", "10"]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not HAS_ONNXRUNTIME, reason="onnxruntime not installed")
+def test_onnxruntime_names_a_fixed_input_size_mismatch(model_path, photos):
+    """The ONNX file fixes 224x224: onnxruntime must say so and name the fix,
+    while cv2.dnn reshapes the network and accepts another size."""
+    by_ort = CNNEmbedding(model_path, input_size=256, backend="onnxruntime")
+    with pytest.raises(ValueError, match=r"fixes its input shape.*backend='opencv'"):
+        by_ort.fit(photos)  # fit runs the first image: the error comes early
+    features = CNNEmbedding(model_path, input_size=256, backend="opencv").fit(
+        photos).transform(photos[:1])
+    assert features.shape == (1, 1280) and np.isfinite(features).all()

@@ -448,10 +448,22 @@ class _OnnxRuntimeRunner:
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise _not_onnx(path, "onnxruntime", exc) from None
-        self.input_name = self.session.get_inputs()[0].name
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.input_shape = model_input.shape  # ints where fixed, names where dynamic
         self.outputs = [out.name for out in self.session.get_outputs()]
 
     def run(self, blob, output):
         if output not in self.outputs:
             raise _unknown_output(self.path, output, self.outputs)
+        fixed = [(axis, size) for axis, size in enumerate(self.input_shape[1:], 1)
+                 if isinstance(size, int) and size != blob.shape[axis]]
+        if fixed:
+            raise ValueError(
+                f"CNNEmbedding: the model file {self.path!r} fixes its input shape at "
+                f"{list(self.input_shape)} but the preprocessed batch has shape "
+                f"{list(blob.shape)}; set input_size (and layout) to match the model, "
+                "or use backend='opencv', whose cv2.dnn reshapes the network to other "
+                "input sizes"
+            )
         return self.session.run([output], {self.input_name: blob})[0]
