@@ -12,7 +12,9 @@ Two pieces:
   pipeline + classifier. Its ``fit`` adds ``n_copies`` augmented copies of
   every training image to the training set and fits the inner estimator on
   the result; ``predict``, ``predict_proba``, ``decision_function`` and
-  ``score`` only delegate to the fitted inner estimator (no augmentation).
+  ``score`` delegate to the fitted inner estimator, with one optional
+  test-time augmentation: ``test_time_hflip=True`` averages the scores of
+  each image and its left-right mirror.
 
 Randomness comes from a seeded :class:`numpy.random.Generator`: the same
 ``random_state`` gives the same augmented images, whatever the batch holds
@@ -306,9 +308,13 @@ class AugmentedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     ``fit`` builds a training set of the ``n`` original images followed by
     ``n_copies`` augmented copies of each (``n * (1 + n_copies)`` images,
     labels repeated to match) and fits a clone of ``estimator`` on it.
-    Prediction never augments: ``predict``, ``predict_proba``,
-    ``decision_function`` and ``score`` pass the images straight to the
-    fitted inner estimator. It is the whole model, not a pipeline step:
+    Prediction does not augment randomly: ``predict``, ``predict_proba``,
+    ``decision_function`` and ``score`` pass the images to the fitted inner
+    estimator; with ``test_time_hflip=True`` they also pass the mirrored
+    images and average the two scores (probabilities when the inner
+    estimator has ``predict_proba``, else decision scores), a deterministic
+    test-time augmentation that suits natural images (not digits or text,
+    where a mirror changes the class). It is the whole model, not a pipeline step:
     ``estimator`` is the image pipeline (preprocessing, extractor,
     classifier), so the augmentation acts on images. In a grid search, vary
     ``augmenter__rotation``, ``n_copies`` or ``estimator__<step>__<param>``.
@@ -326,6 +332,9 @@ class AugmentedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds the augmentation; each copy gets its own stream, so results
         are reproducible for a fixed seed.
+    test_time_hflip : bool, default=False
+        Average the scores of each image and of its left-right mirror at
+        prediction time (twice the prediction cost).
 
     Attributes
     ----------
@@ -352,14 +361,16 @@ class AugmentedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "augmenter": [HasMethods(["augment"]), None],
         "n_copies": [Interval(numbers.Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
+        "test_time_hflip": ["boolean"],
     }
 
     def __init__(self, estimator=None, augmenter=None, *, n_copies=1,
-                 random_state=None):
+                 random_state=None, test_time_hflip=False):
         self.estimator = estimator
         self.augmenter = augmenter
         self.n_copies = n_copies
         self.random_state = random_state
+        self.test_time_hflip = test_time_hflip
 
     def fit(self, X, y, **fit_params):
         """Fit the inner estimator on the images plus augmented copies.
@@ -412,7 +423,10 @@ class AugmentedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self.estimator_.classes_
 
     def predict(self, X):
-        """Predict with the inner estimator (no augmentation).
+        """Predict with the inner estimator.
+
+        Without ``test_time_hflip`` this is the inner estimator's
+        ``predict``; with it, the class of the highest averaged score.
 
         Parameters
         ----------
@@ -423,11 +437,20 @@ class AugmentedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n,)
         """
         check_is_fitted(self)
-        return self.estimator_.predict(X)
+        if not self.test_time_hflip:
+            return self.estimator_.predict(X)
+        method = ("predict_proba" if hasattr(self.estimator_, "predict_proba")
+                  else "decision_function")
+        scores = self._scores(method, X)
+        if scores.ndim == 1:  # binary decision_function: positive means classes_[1]
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[np.argmax(scores, axis=1)]
 
     @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
-        """Class probabilities from the inner estimator (no augmentation).
+        """Class probabilities from the inner estimator.
+
+        Averaged over each image and its mirror with ``test_time_hflip``.
 
         Parameters
         ----------
@@ -438,11 +461,13 @@ class AugmentedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n, n_classes)
         """
         check_is_fitted(self)
-        return self.estimator_.predict_proba(X)
+        return self._scores("predict_proba", X)
 
     @available_if(_estimator_has("decision_function"))
     def decision_function(self, X):
-        """Decision scores from the inner estimator (no augmentation).
+        """Decision scores from the inner estimator.
+
+        Averaged over each image and its mirror with ``test_time_hflip``.
 
         Parameters
         ----------
@@ -453,7 +478,18 @@ class AugmentedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         scores : ndarray of shape (n,) or (n, n_classes)
         """
         check_is_fitted(self)
-        return self.estimator_.decision_function(X)
+        return self._scores("decision_function", X)
+
+    def _scores(self, method, X):
+        """``method`` of the inner estimator, mirror-averaged if asked."""
+        score = getattr(self.estimator_, method)
+        if not self.test_time_hflip:
+            return score(X)
+        images = as_image_batch(X).load()
+        mirrored = [np.ascontiguousarray(image[:, ::-1]) for image in images]
+        if isinstance(images, np.ndarray):
+            mirrored = np.stack(mirrored)
+        return (score(images) + score(mirrored)) / 2
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -5,6 +5,9 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.svm import LinearSVC
 
 from featclf.augmentation import (
     AugmentedClassifier,
@@ -189,3 +192,35 @@ def test_bad_parameters_and_labels_raise(digits):
         AugmentedClassifier(n_copies=-1).fit(images, labels)
     with pytest.raises(ValueError, match="300 images but y has 5"):
         AugmentedClassifier().fit(images, labels[:5])
+
+
+def test_test_time_hflip_averages_the_image_and_its_mirror(digits):
+    images, labels = digits
+    model = AugmentedClassifier(n_copies=0, test_time_hflip=True).fit(images[:150], labels[:150])
+    test = images[150:]
+    mirrored = test[:, :, ::-1]
+    inner = model.estimator_
+    expected = (inner.predict_proba(test) + inner.predict_proba(mirrored)) / 2
+    np.testing.assert_allclose(model.predict_proba(test), expected)
+    np.testing.assert_allclose(
+        model.decision_function(test),
+        (inner.decision_function(test) + inner.decision_function(mirrored)) / 2)
+    np.testing.assert_array_equal(model.predict(test), model.classes_[expected.argmax(1)])
+    # digits are not mirror-symmetric: the averaged answer must differ somewhere
+    assert not np.allclose(model.predict_proba(test), inner.predict_proba(test))
+    # a list of images is mirrored image by image, like a stack
+    np.testing.assert_allclose(model.predict_proba(list(test[:5])), expected[:5])
+
+
+def test_test_time_hflip_with_decision_scores_only(digits):
+    images, labels = digits
+    binary = labels < 5
+    pipeline = make_pipeline(FunctionTransformer(lambda x: np.asarray(x).reshape(len(x), -1)
+                                                 / 255.0), LinearSVC())
+    model = AugmentedClassifier(pipeline, n_copies=0, test_time_hflip=True)
+    model.fit(images[:150], binary[:150])
+    test = images[150:]
+    scores = (model.estimator_.decision_function(test)
+              + model.estimator_.decision_function(test[:, :, ::-1])) / 2
+    assert not hasattr(model, "predict_proba")
+    np.testing.assert_array_equal(model.predict(test), model.classes_[(scores > 0).astype(int)])
