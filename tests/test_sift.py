@@ -6,7 +6,16 @@ import pytest
 from skimage import data
 
 from featclf.features import SIFT, DenseSIFT, DescriptorSet
-from featclf.features.sift import _gradient_polar, _pooled_orientation_maps, dense_grid, normalize_sift, opencv_sift_on_grid, root_sift
+from featclf.features.sift import (
+    _gradient_polar,
+    _pooled_by_filtering,
+    _pooled_on_lattice,
+    _pooled_orientation_maps,
+    dense_grid,
+    normalize_sift,
+    opencv_sift_on_grid,
+    root_sift,
+)
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +126,14 @@ def test_ramp_between_two_bins_is_split_linearly():
     theta = np.deg2rad(45 / 4)
     image = ((cols * np.cos(theta) - rows * np.sin(theta) + 20) / 100.0).astype(np.float32)
     inside = np.arange(8, 25, 4)  # cells whose support (+-3 pixels) avoids the border
-    pooled = _pooled_orientation_maps(*_gradient_polar(image, 8), 8, 4, inside, inside)
+    polar = _gradient_polar(image[:, None, :], 8)  # one image, side-by-side layout
     cell_mass = 16 * 0.01  # a 4x4 triangular kernel has unit height, sum 16
-    np.testing.assert_allclose(pooled[..., 0], 0.75 * cell_mass, rtol=1e-3)
-    np.testing.assert_allclose(pooled[..., 1], 0.25 * cell_mass, rtol=1e-3)
-    np.testing.assert_array_equal(pooled[..., 2:], 0.0)
+    # the lattice path (rows and columns every cell) and the filtering path
+    for rows in (inside, inside[[0, 1, 3, 4]]):
+        (pooled,) = _pooled_orientation_maps(*polar, 8, 4, rows, inside)
+        np.testing.assert_allclose(pooled[..., 0], 0.75 * cell_mass, rtol=1e-3)
+        np.testing.assert_allclose(pooled[..., 1], 0.25 * cell_mass, rtol=1e-3)
+        np.testing.assert_array_equal(pooled[..., 2:], 0.0)
 
 
 def test_flat_and_tiny_images_give_zero_or_empty_sets():
@@ -232,6 +244,44 @@ def test_same_size_images_described_together_equal_one_at_a_time(camera):
             (alone,) = step.transform(image[None])
             np.testing.assert_array_equal(described.descriptors, alone.descriptors)
             np.testing.assert_array_equal(described.positions, alone.positions)
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (61, 47), (40, 33)])
+def test_batched_equals_one_at_a_time_at_unaligned_widths(shape, camera):
+    # widths that are not a multiple of the SIMD alignment, several batch
+    # sizes, both pooling paths (step 8 / cell 4: lattice; step 5: filtering)
+    height, width = shape
+    rng = np.random.default_rng(3)
+    corners = rng.integers(0, 60, (7, 2))
+    images = np.stack([camera[y:y + height, x:x + width] for y, x in corners])
+    for params in ({}, {"step": 5, "patch_sizes": (12, 20)}):
+        step = DenseSIFT(**params).fit(images)
+        together = step.transform(images)
+        for index in (0, 6):
+            for batch in (images[index:index + 1], images[index:index + 2]):
+                described = step.transform(batch)[0]
+                np.testing.assert_array_equal(described.descriptors,
+                                              together[index].descriptors)
+
+
+@pytest.mark.parametrize("cell, n_images", [(4, 1), (4, 3), (6, 2), (3, 1)])
+def test_lattice_pooling_equals_full_convolution(cell, n_images, camera):
+    # pooled maps computed only at lattice points (rows and columns every
+    # `cell` pixels) equal the full filtering path at the same points,
+    # including lattice points whose kernel reaches past the image border
+    stack = np.stack([camera[:45, :38], camera[60:105, 90:128], camera[20:65, 5:43]][:n_images],
+                     axis=1).astype(np.float32) / 255
+    magnitude, position = _gradient_polar(stack, 8, sigma=cell / 6)
+    rows = np.arange(1, 45, cell)
+    cols = np.arange(0, 38, cell)
+    lattice = _pooled_on_lattice(magnitude, position, 8, cell, 1, len(rows), 0, len(cols))
+    filtered = _pooled_by_filtering(magnitude, position, 8, cell, rows, cols)
+    assert lattice.shape == filtered.shape == (n_images, len(rows), len(cols), 8)
+    np.testing.assert_allclose(lattice, filtered, rtol=1e-5, atol=1e-6)
+    assert filtered.max() > 0.1
+    # the dispatcher picks the lattice path for evenly spaced rows and columns
+    np.testing.assert_array_equal(
+        _pooled_orientation_maps(magnitude, position, 8, cell, rows, cols), lattice)
 
 
 def test_dense_grid_scales_share_centres():

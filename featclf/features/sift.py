@@ -16,6 +16,7 @@ turns into a fixed-length matrix. Colour images are converted to gray with
   grid as :class:`DenseSIFT`, as the reference for comparisons.
 """
 
+import functools
 import numbers
 
 import cv2
@@ -67,10 +68,6 @@ def root_sift(descriptors):
 
 def _gray_uint8(image):
     return to_uint8(to_gray(image))
-
-
-def _gray_float(image):
-    return to_gray(to_float(image))
 
 
 class SIFT(ImageTransformer):
@@ -400,85 +397,70 @@ class DenseSIFT(ImageTransformer):
 
     def _transform_chunk(self, images):
         patch_sizes = self._patch_sizes()
-        grays = [_gray_float(image) for image in images]
-        by_shape = {}
-        for index, gray in enumerate(grays):
-            by_shape.setdefault(gray.shape, []).append(index)
-        sets = [None] * len(grays)
-        for shape, indices in by_shape.items():
-            # small images are described together, a mosaic of about
-            # _BAND_PIXELS pixels at a time (fewer calls per image)
-            per_mosaic = max(1, _BAND_PIXELS // (shape[0] * shape[1]))
-            for start in range(0, len(indices), per_mosaic):
-                batch = indices[start:start + per_mosaic]
-                described = self._describe_same_size([grays[i] for i in batch], patch_sizes)
+        by_kind = {}
+        for index, image in enumerate(images):
+            by_kind.setdefault((image.shape, image.dtype.str), []).append(index)
+        sets = [None] * len(images)
+        for (shape, _), indices in by_kind.items():
+            # images of one size and dtype are described together, about
+            # _BATCH_PIXELS pixels at a time (fewer calls per image)
+            per_batch = max(1, _BATCH_PIXELS // (shape[0] * shape[1]))
+            for start in range(0, len(indices), per_batch):
+                batch = indices[start:start + per_batch]
+                stack = _gray_side_by_side([images[i] for i in batch])
+                described = self._describe_same_size(stack, shape[1], patch_sizes)
                 for index, descriptor_set in zip(batch, described):
                     sets[index] = descriptor_set
         return sets
 
-    def _describe_same_size(self, grays, patch_sizes):
-        """Descriptor sets of images of one shape, computed together."""
-        shape = grays[0].shape
+    def _describe_same_size(self, stack, width, patch_sizes):
+        """Descriptor sets of the images (``width`` columns) of a side-by-side
+        stack ``(H, n, W')`` (see :func:`_gray_side_by_side`)."""
+        height, n_images, _ = stack.shape
+        shape = (height, width)
         grid = dense_grid(shape, self.step, patch_sizes, self.n_cells)
         if grid[0][1].size == 0 or grid[0][2].size == 0:
-            return [DescriptorSet.empty(self.n_dims_, shape) for _ in grays]
+            return [DescriptorSet.empty(self.n_dims_, shape) for _ in range(n_images)]
         descriptors, positions, scales = [], [], []
         for patch_size, (cell, first_x, first_y) in zip(patch_sizes, grid):
-            descriptors.append(self._describe_scale(grays, cell, first_x, first_y))
+            descriptors.append(self._describe_scale(stack, width, cell, first_x, first_y))
             positions.append(_grid_positions(first_x, first_y, cell, self.n_cells))
             scales.append(np.full(len(positions[-1]), patch_size, np.float32))
         descriptors = np.concatenate(descriptors, axis=1)
+        # every image of the batch has the same grid: one read-only copy shared
         positions, scales = np.concatenate(positions), np.concatenate(scales)
+        positions.flags.writeable = False
+        scales.flags.writeable = False
         return [
-            DescriptorSet(image_descriptors, positions.copy(), scales.copy(), tuple(shape))
+            DescriptorSet(image_descriptors, positions, scales, shape)
             for image_descriptors in descriptors
         ]
 
-    def _describe_scale(self, grays, cell, first_x, first_y):
-        """Descriptors of one scale for same-size images, (n_images, n_y * n_x, n_dims_).
+    def _describe_scale(self, stack, width, cell, first_x, first_y):
+        """Descriptors of one scale for a side-by-side stack ``(H, n, W')``.
 
-        The images are stacked into one tall mosaic, each with a border of
-        ``pad`` replicated pixels (so smoothing and gradients see what
-        ``BORDER_REPLICATE`` would give); gradient magnitudes outside the
-        images are zeroed and ``pad >= cell`` keeps the pooling of one image
-        from reaching the next, so every image is described exactly as if
-        it were alone.
+        Returns an array of shape ``(n, n_y * n_x, n_dims_)``. Every image
+        is filtered with its own borders (see :func:`_gradient_polar`), so
+        it is described exactly as if it were alone.
         """
-        n_images, (height, width) = len(grays), grays[0].shape
+        n_images = stack.shape[1]
         sigma = None if self.magnif is None else cell / self.magnif
-        radius = 0 if sigma is None else int(np.ceil(4 * sigma))
-        pad = max(radius + 1, cell)
-        mosaic = np.concatenate([
-            cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-            for gray in grays
-        ])
-        if sigma is not None:
-            mosaic = cv2.GaussianBlur(mosaic, (2 * radius + 1, 2 * radius + 1), sigma,
-                                      borderType=cv2.BORDER_REPLICATE)
-        magnitude, position = _gradient_polar(mosaic, self.n_bins_orientation)
-        blocks = magnitude.reshape(n_images, height + 2 * pad, width + 2 * pad)
-        blocks[:, :pad] = 0.0
-        blocks[:, pad + height:] = 0.0
-        blocks[:, :, :pad] = 0.0
-        blocks[:, :, pad + width:] = 0.0
+        magnitude, position = _gradient_polar(stack, self.n_bins_orientation, sigma)
+        magnitude[:, :, width:] = 0.0  # the padding columns are outside the image
         offsets = cell * np.arange(self.n_cells)
         rows, row_index = np.unique(first_y[:, None] + offsets, return_inverse=True)
         cols, col_index = np.unique(first_x[:, None] + offsets, return_inverse=True)
-        image_tops = pad + (height + 2 * pad) * np.arange(n_images)
-        pooled = _pooled_orientation_maps(
-            magnitude, position, self.n_bins_orientation, cell,
-            (image_tops[:, None] + rows).ravel(), pad + cols,
-        ).reshape(n_images, len(rows), len(cols), self.n_bins_orientation)
+        # (n_images, len(rows), len(cols), B)
+        pooled = _pooled_orientation_maps(magnitude, position, self.n_bins_orientation,
+                                          cell, rows, cols)
         row_index = row_index.reshape(len(first_y), self.n_cells)
         col_index = col_index.reshape(len(first_x), self.n_cells)
         window = self._window(cell)
-        # (n_images, n_y, n_x, cell row, cell column, B)
+        # (n_images, n_y, n_x, cell row, cell column, B): gathered and
+        # weighted by the window in one pass
         cells = _cell_windows(pooled, row_index, col_index)
-        # merge (cell column, orientation): one run of n_cells * B values
-        # (a view when the cell columns are adjacent in `pooled`), so the
-        # window product loops over long rows
-        cells = cells.reshape(cells.shape[:4] + (-1,))
-        raw = np.multiply(cells, np.repeat(window, self.n_bins_orientation, axis=1))
+        raw = np.empty(cells.shape, np.float32)
+        np.multiply(cells, window[:, :, None], out=raw)
         raw = raw.reshape(n_images * len(first_y) * len(first_x), -1)
         # mass (sum of the raw descriptor), from per-cell sums over orientations
         cell_sums = _cell_windows(pooled.sum(axis=3, keepdims=True), row_index, col_index)
@@ -503,28 +485,144 @@ class DenseSIFT(ImageTransformer):
         return np.outer(weights, weights).astype(np.float32)
 
 
-#: pixels per horizontal band in :func:`_pooled_orientation_maps` (a band's
-#: few float32 planes then stay in a 1 MiB L2 cache)
+#: pixels per batch of same-size images in :meth:`DenseSIFT._transform_chunk`
+#: and per band in the pooling functions (a band's planes then stay in cache)
+_BATCH_PIXELS = 65536
 _BAND_PIXELS = 65536
+
+#: :func:`_gray_side_by_side` pads every image's width to a multiple of this
+#: (a multiple of OpenCV's SIMD widths), so that each pixel goes through the
+#: same vectorised code however many images are side by side
+_COLUMN_ALIGNMENT = 16
+
+
+def _gray_side_by_side(images):
+    """Images of one shape and dtype as float gray (0-1), side by side.
+
+    Parameters
+    ----------
+    images : list of ndarray of shape (H, W) or (H, W, 3)
+
+    Returns
+    -------
+    stack : ndarray of shape (H, n, W'), float32
+        ``stack[:, i, :W]`` is image ``i``, followed by copies of its last
+        column up to a width ``W'``, the multiple of
+        :data:`_COLUMN_ALIGNMENT` at or above ``W`` (so a horizontal filter
+        with replicated borders sees the image's own border). Viewed as
+        ``(H * n, W')`` every row is one image row, viewed as
+        ``(H, n * W')`` every column is one image column, so horizontal and
+        vertical filters treat each image as if it were alone.
+    """
+    stack = np.stack(images, axis=1)
+    width = stack.shape[2]
+    padding = -width % _COLUMN_ALIGNMENT
+    if padding:
+        pad_width = [(0, 0), (0, 0), (0, padding)] + [(0, 0)] * (stack.ndim - 3)
+        stack = np.pad(stack, pad_width, mode="edge")
+    stack = to_float(stack)
+    if stack.ndim == 4:
+        height, n_images, padded_width, channels = stack.shape
+        stack = to_gray(stack.reshape(height, n_images * padded_width, channels))
+        stack = stack.reshape(height, n_images, padded_width)
+    return stack
+
+
+@functools.lru_cache(maxsize=32)
+def _smoothing_kernels(sigma):
+    """Gaussian kernel of sigma ``sigma`` (radius ``ceil(4 sigma)``, as
+    ``cv2.GaussianBlur`` builds it) and its central difference
+    ``[-1, 0, 1] / 2`` convolved with it (two taps longer), float32."""
+    radius = int(np.ceil(4 * sigma))
+    smooth = cv2.getGaussianKernel(2 * radius + 1, sigma, cv2.CV_64F).ravel()
+    padded = np.concatenate([[0.0, 0.0], smooth, [0.0, 0.0]])
+    derivative = (padded[:-2] - padded[2:]) / 2  # correlation taps
+    return smooth.astype(np.float32), derivative.astype(np.float32)
+
+
+def _gradient_polar(stack, n_bins, sigma=None):
+    """Gradient magnitude and orientation (in bin units) of every image.
+
+    Each image, extended by replicating its border pixels, is smoothed with
+    a Gaussian of sigma ``sigma`` (None: no smoothing) and differentiated
+    by central differences ``[-1, 0, 1] / 2``; at the border the
+    differences use the smoothed replicated pixels. The two steps are done
+    as one separable filter per direction (the smoothing along the other
+    axis first). The orientation is measured counter-clockwise from +x with
+    y pointing up (OpenCV's SIFT convention) and scaled to ``[0, n_bins)``.
+
+    Parameters
+    ----------
+    stack : ndarray of shape (H, n, W), float32
+        Images side by side (see :func:`_gray_side_by_side`).
+    n_bins : int
+        Orientation bins.
+    sigma : float or None, default=None
+        Smoothing.
+
+    Returns
+    -------
+    magnitude, position : ndarray of shape (H, n, W), float32
+    """
+    height, n_images, width = stack.shape
+    across = stack.reshape(height * n_images, width)  # one image row per row
+    down = stack.reshape(height, n_images * width)  # one image column per column
+    replicate = cv2.BORDER_REPLICATE
+    if sigma is None:
+        gx = cv2.Sobel(across, cv2.CV_32F, 1, 0, ksize=1, scale=0.5, borderType=replicate)
+        gy_up = cv2.Sobel(down, cv2.CV_32F, 0, 1, ksize=1, scale=-0.5, borderType=replicate)
+    else:
+        smooth, derivative = _smoothing_kernels(float(sigma))
+        smoothed_down = cv2.filter2D(down, -1, smooth[:, None], borderType=replicate)
+        gx = cv2.filter2D(smoothed_down.reshape(height * n_images, width), -1,
+                          derivative[None, :], borderType=replicate)
+        smoothed_across = cv2.filter2D(across, -1, smooth[None, :], borderType=replicate)
+        gy_up = cv2.filter2D(smoothed_across.reshape(height, n_images * width), -1,
+                             -derivative[:, None], borderType=replicate)
+    magnitude, angle = cv2.cartToPolar(gx.reshape(height, n_images * width), gy_up)
+    cv2.multiply(angle, n_bins / (2 * np.pi), dst=angle)
+    return (magnitude.reshape(height, n_images, width),
+            angle.reshape(height, n_images, width))
+
+
+def _orientation_plane(magnitude, position, k, n_bins, out):
+    """Channel ``k`` of the soft orientation binning, written into ``out``.
+
+    ``m * max(0, 1 - |t - k|)`` with ``|t - k|`` measured around the circle
+    of ``n_bins`` bins (linear interpolation between the two nearest bin
+    centres). All arrays 2-D float32 of one shape.
+    """
+    if n_bins == 1:
+        np.copyto(out, magnitude)
+        return out
+    cv2.absdiff(position, (float(k), 0, 0, 0), dst=out)
+    if k == 0:  # the circle wraps: bin 0 is also at t = B
+        cv2.min(out, cv2.absdiff(position, (float(n_bins), 0, 0, 0)), dst=out)
+    cv2.subtract((1.0, 0, 0, 0), out, dst=out)
+    cv2.threshold(out, 0, 0, cv2.THRESH_TOZERO, dst=out)
+    cv2.multiply(out, magnitude, dst=out)
+    return out
 
 
 def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols):
     """Soft-binned gradient magnitudes pooled into cells, at ``rows`` x ``cols``.
 
-    For each orientation bin ``k`` (one plane at a time, over horizontal
-    bands of about :data:`_BAND_PIXELS` pixels, to keep the working set in
-    cache): the channel ``m * max(0, 1 - |t - k|)`` (``t`` the orientation
-    in bin units, ``|t - k|`` measured around the circle: linear
-    interpolation between the two nearest bin centres), then the separable
-    triangular kernel ``1 - |d| / c`` (``|d| < c``): the horizontal pass
-    over every row of the band, the vertical pass only over the sampled
-    columns. Pixels outside the array count as zero.
+    For each orientation bin ``k``: the channel ``m * max(0, 1 - |t - k|)``
+    (see :func:`_orientation_plane`) convolved with the separable
+    triangular kernel ``1 - |d| / c`` (``|d| < c``), read at the given
+    rows and columns. Pixels outside each image count as zero.
+
+    When the rows and the columns are each evenly spaced by ``c`` (a grid
+    step that is a multiple of the cell size, the usual case), only those
+    values are computed (:func:`_pooled_on_lattice`); otherwise the
+    channels are filtered (:func:`_pooled_by_filtering`). Both give the
+    same values up to float rounding.
 
     Parameters
     ----------
-    magnitude, position : ndarray of shape (H, W), float32
+    magnitude, position : ndarray of shape (H, n, W), float32
         Gradient magnitude and orientation in bin units, ``[0, n_bins)``
-        (see :func:`_gradient_polar`).
+        (see :func:`_gradient_polar`), images side by side.
     n_bins : int
         Orientation bins ``B``.
     cell : int
@@ -534,55 +632,167 @@ def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols):
 
     Returns
     -------
-    pooled : ndarray of shape (len(rows), len(cols), B), float32
+    pooled : ndarray of shape (n, len(rows), len(cols), B), float32
     """
-    height, width = magnitude.shape
+    if _is_lattice(rows, cell) and _is_lattice(cols, cell):
+        return _pooled_on_lattice(magnitude, position, n_bins, cell,
+                                  int(rows[0]), len(rows), int(cols[0]), len(cols))
+    return _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols)
+
+
+def _is_lattice(indices, spacing):
+    return len(indices) > 0 and bool((np.diff(indices) == spacing).all())
+
+
+@functools.lru_cache(maxsize=32)
+def _lattice_moments(cell):
+    """Weights of the pixels of a ``c x c`` block for :func:`_pooled_on_lattice`.
+
+    Returns an array of shape ``(4, c * c)``: with ``wa(r) = 1 - r / c``
+    and ``wb(r) = r / c`` for the offset ``r`` in ``[0, c)``, row ``2 * i +
+    j`` holds ``w_i(r_y) * w_j(r_x)`` for ``(w_0, w_1) = (wa, wb)`` at
+    offset ``(r_y, r_x)`` (row-major).
+    """
+    offsets = np.arange(cell) / cell
+    weights = np.stack([1.0 - offsets, offsets])  # (2, c): wa, wb
+    moments = weights[:, None, :, None] * weights[None, :, None, :]  # (2, 2, c, c)
+    return moments.reshape(4, cell * cell).astype(np.float32)
+
+
+def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_cols):
+    """Pooled maps at rows ``row0 + c * i`` and columns ``col0 + c * j`` only.
+
+    The triangular kernel sampled every ``c`` pixels splits each pixel
+    between the two lattice points around it: a pixel ``r`` pixels
+    (``0 <= r < c``) past lattice row ``i`` gives ``1 - r / c`` of itself to
+    row ``i`` and ``r / c`` to row ``i + 1``, and likewise along columns.
+    So the region around the lattice is cut into ``c x c`` blocks (each
+    starting at a lattice point), every block's four weighted sums
+    (:func:`_lattice_moments`) are one matrix product over the block's
+    pixels, and each lattice point adds the four sums of the blocks that
+    touch it. The blocks are laid out offset-major (a "polyphase" copy of
+    the magnitude and orientation) so that the product is a single
+    ``(4, c^2) @ (c^2, n_blocks)`` per orientation bin. Work: about 4
+    multiply-adds per pixel and bin, instead of a full convolution.
+
+    Parameters
+    ----------
+    magnitude, position : ndarray of shape (H, n, W), float32
+        As for :func:`_pooled_orientation_maps`.
+    n_bins, cell : int
+        ``B`` and ``c``.
+    row0, n_rows, col0, n_cols : int
+        The lattice.
+
+    Returns
+    -------
+    pooled : ndarray of shape (n, n_rows, n_cols, B), float32
+    """
+    n_images = magnitude.shape[1]
+    moments = _lattice_moments(cell)
+    pooled = np.empty((n_images, n_rows, n_cols, n_bins), np.float32)
+    n_blocks_x = n_cols + 1
+    rows_per_band = max(1, _BAND_PIXELS // (cell * cell * n_images * n_blocks_x))
+    for start in range(0, n_rows, rows_per_band):
+        stop = min(start + rows_per_band, n_rows)
+        n_blocks_y = stop - start + 1
+        # block (0, 0) starts one cell above and left of lattice point (start, 0)
+        corner = (row0 + (start - 1) * cell, col0 - cell)
+        block_shape = (n_blocks_y, n_blocks_x)
+        block_magnitude = _polyphase(magnitude, corner, block_shape, cell)
+        block_position = _polyphase(position, corner, block_shape, cell)
+        planes = np.empty((n_bins,) + block_magnitude.shape, np.float32)
+        for k in range(n_bins):
+            _orientation_plane(block_magnitude, block_position, k, n_bins, out=planes[k])
+        sums = np.matmul(moments, planes).reshape(n_bins, 4, n_images, n_blocks_y,
+                                                  n_blocks_x)
+        # lattice point (i, j) takes wa*wa of block (i+1, j+1), wa*wb of
+        # block (i+1, j), wb*wa of block (i, j+1) and wb*wb of block (i, j)
+        band = pooled[:, start:stop].transpose(3, 0, 1, 2)  # (B, n, rows, cols)
+        np.add(sums[:, 0, :, 1:, 1:], sums[:, 1, :, 1:, :-1], out=band)
+        band += sums[:, 2, :, :-1, 1:]
+        band += sums[:, 3, :, :-1, :-1]
+    return pooled
+
+
+def _polyphase(plane, corner, block_shape, cell):
+    """``c x c`` blocks of a side-by-side stack, offset-major, zero outside.
+
+    Parameters
+    ----------
+    plane : ndarray of shape (H, n, W)
+    corner : (int, int)
+        Row and column (possibly outside the images) of the first block's
+        top-left pixel.
+    block_shape : (int, int)
+        Blocks down and across.
+    cell : int
+        Block side ``c``.
+
+    Returns
+    -------
+    blocks : ndarray of shape (c * c, n * n_blocks_y * n_blocks_x), float32
+        Row ``r_y * c + r_x`` holds the pixel at offset ``(r_y, r_x)`` of
+        every block, ordered (image, block row, block column).
+    """
+    height, n_images, width = plane.shape
+    (top, left), (n_down, n_across) = corner, block_shape
+    bottom, right = top + n_down * cell, left + n_across * cell
+    if top >= 0 and left >= 0 and bottom <= height and right <= width:
+        region = plane[top:bottom, :, left:right]
+    else:
+        region = np.zeros((n_down * cell, n_images, n_across * cell), np.float32)
+        inside_top, inside_left = max(top, 0), max(left, 0)
+        inside_bottom, inside_right = min(bottom, height), min(right, width)
+        region[inside_top - top:inside_bottom - top, :, inside_left - left:inside_right - left] = \
+            plane[inside_top:inside_bottom, :, inside_left:inside_right]
+    blocks = region.reshape(n_down, cell, n_images, n_across, cell).transpose(1, 4, 2, 0, 3)
+    return np.ascontiguousarray(blocks).reshape(cell * cell, -1)
+
+
+def _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols):
+    """:func:`_pooled_orientation_maps` for any rows and columns, by filtering.
+
+    One orientation channel at a time, over horizontal bands of about
+    :data:`_BAND_PIXELS` pixels (to keep the working set in cache): the
+    horizontal pass of the triangular kernel over every row of the band,
+    the vertical pass only over the sampled columns.
+
+    Returns
+    -------
+    pooled : ndarray of shape (n, len(rows), len(cols), B), float32
+    """
+    height, n_images, width = magnitude.shape
     kernel = 1.0 - np.abs(np.arange(1 - cell, cell, dtype=np.float32)) / cell
     col_slice = _as_slice(cols)
-    pooled = np.empty((len(rows), len(cols), n_bins), np.float32)
-    rows_per_band = max(1, _BAND_PIXELS // width)
+    aligned = len(cols) + -len(cols) % _COLUMN_ALIGNMENT
+    pooled = np.empty((n_images, len(rows), len(cols), n_bins), np.float32)
+    rows_per_band = max(1, _BAND_PIXELS // (n_images * width))
     start = 0
     while start < len(rows):
         stop = max(int(np.searchsorted(rows, rows[start] + rows_per_band)), start + 1)
         # the band's rows plus the kernel's reach above and below
         top = max(rows[start] - (cell - 1), 0)
         bottom = min(rows[stop - 1] + cell, height)
+        n_band = bottom - top
         band_rows = _as_slice(rows[start:stop] - top)
-        band_position, band_magnitude = position[top:bottom], magnitude[top:bottom]
+        band_position = position[top:bottom].reshape(n_band * n_images, width)
+        band_magnitude = magnitude[top:bottom].reshape(n_band * n_images, width)
         weight = np.empty_like(band_position)
+        # the sampled columns of each image, padded with zeros to an aligned
+        # width (see _COLUMN_ALIGNMENT)
+        across = np.zeros((n_band, n_images, aligned), np.float32)
         for k in range(n_bins):
-            if n_bins == 1:
-                weight = band_magnitude
-            else:
-                cv2.absdiff(band_position, (float(k), 0, 0, 0), dst=weight)
-                if k == 0:  # the circle wraps: bin 0 is also at t = B
-                    wrapped = cv2.absdiff(band_position, (float(n_bins), 0, 0, 0))
-                    cv2.min(weight, wrapped, dst=weight)
-                cv2.subtract((1.0, 0, 0, 0), weight, dst=weight)
-                cv2.threshold(weight, 0, 0, cv2.THRESH_TOZERO, dst=weight)
-                cv2.multiply(weight, band_magnitude, dst=weight)
-            across = cv2.filter2D(weight, -1, kernel[None, :],
-                                  borderType=cv2.BORDER_CONSTANT)
-            across = _take(across, col_slice, axis=1)
-            down = cv2.filter2D(across, -1, kernel[:, None], borderType=cv2.BORDER_CONSTANT)
-            pooled[start:stop, :, k] = _take(down, band_rows, axis=0)
+            _orientation_plane(band_magnitude, band_position, k, n_bins, out=weight)
+            filtered = cv2.filter2D(weight, -1, kernel[None, :],
+                                    borderType=cv2.BORDER_CONSTANT)
+            across[:, :, :len(cols)] = filtered.reshape(n_band, n_images, width)[:, :, col_slice]
+            down = cv2.filter2D(across.reshape(n_band, n_images * aligned), -1,
+                                kernel[:, None], borderType=cv2.BORDER_CONSTANT)
+            down = _take(down.reshape(n_band, n_images, aligned), band_rows, axis=0)
+            pooled[:, start:stop, :, k] = down[:, :, :len(cols)].transpose(1, 0, 2)
         start = stop
     return pooled
-
-
-def _gradient_polar(gray, n_bins):
-    """Gradient magnitude and orientation in bin units, each of shape (H, W).
-
-    Central differences ``[-1, 0, 1] / 2`` (replicated border); the
-    orientation is measured counter-clockwise from +x with y pointing up
-    (OpenCV's SIFT convention) and scaled to ``[0, n_bins)``.
-    """
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=1, scale=0.5,
-                   borderType=cv2.BORDER_REPLICATE)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=1, scale=0.5,
-                   borderType=cv2.BORDER_REPLICATE)
-    magnitude, angle = cv2.cartToPolar(gx, -gy)
-    return magnitude, cv2.multiply(angle, n_bins / (2 * np.pi))
 
 
 def _as_slice(indices):
