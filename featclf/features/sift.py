@@ -18,6 +18,7 @@ turns into a fixed-length matrix. Colour images are converted to gray with
 
 import functools
 import numbers
+import typing
 
 import cv2
 import numpy as np
@@ -402,9 +403,11 @@ class DenseSIFT(ImageTransformer):
             by_kind.setdefault((image.shape, image.dtype.str), []).append(index)
         sets = [None] * len(images)
         for (shape, _), indices in by_kind.items():
-            # images of one size and dtype are described together, about
-            # _BATCH_PIXELS pixels at a time (fewer calls per image)
-            per_batch = max(1, _BATCH_PIXELS // (shape[0] * shape[1]))
+            # images of one size and dtype are described together, in equal
+            # batches of at most about _BATCH_PIXELS pixels (fewer calls per
+            # image, and a working set that stays in cache)
+            n_batches = -(-len(indices) * shape[0] * shape[1] // _BATCH_PIXELS)
+            per_batch = -(-len(indices) // n_batches)
             for start in range(0, len(indices), per_batch):
                 batch = indices[start:start + per_batch]
                 stack = _gray_side_by_side([images[i] for i in batch])
@@ -418,25 +421,22 @@ class DenseSIFT(ImageTransformer):
         stack ``(H, n, W')`` (see :func:`_gray_side_by_side`)."""
         height, n_images, _ = stack.shape
         shape = (height, width)
-        grid = dense_grid(shape, self.step, patch_sizes, self.n_cells)
-        if grid[0][1].size == 0 or grid[0][2].size == 0:
+        plan = _grid_plan(shape, self.step, patch_sizes, self.n_cells, self.window_size)
+        if plan is None:
             return [DescriptorSet.empty(self.n_dims_, shape) for _ in range(n_images)]
-        descriptors, positions, scales = [], [], []
-        for patch_size, (cell, first_x, first_y) in zip(patch_sizes, grid):
-            descriptors.append(self._describe_scale(stack, width, cell, first_x, first_y))
-            positions.append(_grid_positions(first_x, first_y, cell, self.n_cells))
-            scales.append(np.full(len(positions[-1]), patch_size, np.float32))
-        descriptors = np.concatenate(descriptors, axis=1)
-        # every image of the batch has the same grid: one read-only copy shared
-        positions, scales = np.concatenate(positions), np.concatenate(scales)
-        positions.flags.writeable = False
-        scales.flags.writeable = False
+        scale_plans, positions, scales = plan
+        descriptors = [self._describe_scale(stack, width, scale_plan)
+                       for scale_plan in scale_plans]
+        descriptors = descriptors[0] if len(descriptors) == 1 else np.concatenate(
+            descriptors, axis=1)
+        # every image of the batch has the same grid: positions and scales
+        # are one read-only array shared by all
         return [
             DescriptorSet(image_descriptors, positions, scales, shape)
             for image_descriptors in descriptors
         ]
 
-    def _describe_scale(self, stack, width, cell, first_x, first_y):
+    def _describe_scale(self, stack, width, plan):
         """Descriptors of one scale for a side-by-side stack ``(H, n, W')``.
 
         Returns an array of shape ``(n, n_y * n_x, n_dims_)``. Every image
@@ -444,45 +444,84 @@ class DenseSIFT(ImageTransformer):
         it is described exactly as if it were alone.
         """
         n_images = stack.shape[1]
-        sigma = None if self.magnif is None else cell / self.magnif
+        sigma = None if self.magnif is None else plan.cell / self.magnif
         magnitude, position = _gradient_polar(stack, self.n_bins_orientation, sigma)
         magnitude[:, :, width:] = 0.0  # the padding columns are outside the image
-        offsets = cell * np.arange(self.n_cells)
-        rows, row_index = np.unique(first_y[:, None] + offsets, return_inverse=True)
-        cols, col_index = np.unique(first_x[:, None] + offsets, return_inverse=True)
         # (n_images, len(rows), len(cols), B)
         pooled = _pooled_orientation_maps(magnitude, position, self.n_bins_orientation,
-                                          cell, rows, cols)
-        row_index = row_index.reshape(len(first_y), self.n_cells)
-        col_index = col_index.reshape(len(first_x), self.n_cells)
-        window = self._window(cell)
+                                          plan.cell, plan.rows, plan.cols)
         # (n_images, n_y, n_x, cell row, cell column, B): gathered and
         # weighted by the window in one pass
-        cells = _cell_windows(pooled, row_index, col_index)
+        cells = _cell_windows(pooled, plan.row_index, plan.col_index,
+                              (plan.row_affine, plan.col_affine))
         raw = np.empty(cells.shape, np.float32)
-        np.multiply(cells, window[:, :, None], out=raw)
-        raw = raw.reshape(n_images * len(first_y) * len(first_x), -1)
-        # mass (sum of the raw descriptor), from per-cell sums over orientations
-        cell_sums = _cell_windows(pooled.sum(axis=3, keepdims=True), row_index, col_index)
-        mass = np.einsum("nyxabk,ab->nyx", cell_sums, window).ravel()
-        span = (self.n_cells - 1) * cell + 1
+        np.multiply(cells, plan.window, out=raw)
+        n_grid = len(plan.row_index) * len(plan.col_index)
+        raw = raw.reshape(n_images * n_grid, -1)
+        # mass: the sum of the raw descriptor
+        mass = cv2.reduce(raw, 1, cv2.REDUCE_SUM).ravel()
+        span = (self.n_cells - 1) * plan.cell + 1
         descriptors = _normalize_sift_in_place(
             raw, SIFT_CLIP, zero=mass < self.contrast_threshold * span * span
         )
         if self.root_sift:
             descriptors = root_sift(descriptors)
-        return descriptors.reshape(n_images, len(first_y) * len(first_x), -1)
+        return descriptors.reshape(n_images, n_grid, -1)
 
-    def _window(self, cell):
-        """Per-cell Gaussian window weights, shape (n_cells, n_cells)."""
-        if self.window_size is None:
-            return np.ones((self.n_cells, self.n_cells), np.float32)
-        # mean of the Gaussian over each cell's support (VLFeat fast mode)
-        support = np.arange(1 - cell, cell)
-        centres = cell * (np.arange(self.n_cells) - (self.n_cells - 1) / 2)
-        z = (centres[:, None] + support[None, :]) / (self.window_size * cell)
-        weights = np.exp(-0.5 * z * z).mean(axis=1)
-        return np.outer(weights, weights).astype(np.float32)
+
+class _ScalePlan(typing.NamedTuple):
+    """What :meth:`DenseSIFT._describe_scale` needs for one patch size."""
+
+    cell: int
+    rows: np.ndarray  # sorted pixel rows of the cell centres, (n_rows,)
+    cols: np.ndarray  # sorted pixel columns, (n_cols,)
+    row_index: np.ndarray  # (n_y, n_cells): cell row a of grid row i is rows[row_index[i, a]]
+    col_index: np.ndarray  # (n_x, n_cells)
+    window: np.ndarray  # (n_cells, n_cells, 1) per-cell window weights
+    row_affine: tuple | None  # _affine_strides(row_index)
+    col_affine: tuple | None
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_plan(shape, step, patch_sizes, n_cells, window_size):
+    """The dense grid of one image shape, computed once per parameter set.
+
+    Returns None for an empty grid, else ``(scale_plans, positions,
+    scales)``: one :class:`_ScalePlan` per patch size, and the read-only
+    descriptor centres ``(k, 2)`` and patch sizes ``(k,)`` of
+    :class:`DenseSIFT`'s output.
+    """
+    grid = dense_grid(shape, step, patch_sizes, n_cells)
+    if grid[0][1].size == 0 or grid[0][2].size == 0:
+        return None
+    plans, positions, scales = [], [], []
+    offsets = np.arange(n_cells)
+    for patch_size, (cell, first_x, first_y) in zip(patch_sizes, grid):
+        rows, row_index = np.unique(first_y[:, None] + cell * offsets, return_inverse=True)
+        cols, col_index = np.unique(first_x[:, None] + cell * offsets, return_inverse=True)
+        window = _cell_window(cell, n_cells, window_size)[:, :, None]
+        row_index = row_index.reshape(len(first_y), n_cells)
+        col_index = col_index.reshape(len(first_x), n_cells)
+        plans.append(_ScalePlan(cell, rows, cols, row_index, col_index, window,
+                                _affine_strides(row_index), _affine_strides(col_index)))
+        positions.append(_grid_positions(first_x, first_y, cell, n_cells))
+        scales.append(np.full(len(positions[-1]), patch_size, np.float32))
+    positions, scales = np.concatenate(positions), np.concatenate(scales)
+    for array in [positions, scales] + [a for plan in plans for a in plan[1:6]]:
+        array.flags.writeable = False
+    return tuple(plans), positions, scales
+
+
+def _cell_window(cell, n_cells, window_size):
+    """Per-cell Gaussian window weights, shape (n_cells, n_cells), float32."""
+    if window_size is None:
+        return np.ones((n_cells, n_cells), np.float32)
+    # mean of the Gaussian over each cell's support (VLFeat fast mode)
+    support = np.arange(1 - cell, cell)
+    centres = cell * (np.arange(n_cells) - (n_cells - 1) / 2)
+    z = (centres[:, None] + support[None, :]) / (window_size * cell)
+    weights = np.exp(-0.5 * z * z).mean(axis=1)
+    return np.outer(weights, weights).astype(np.float32)
 
 
 #: pixels per batch of same-size images in :meth:`DenseSIFT._transform_chunk`
@@ -514,12 +553,12 @@ def _gray_side_by_side(images):
         ``(H, n * W')`` every column is one image column, so horizontal and
         vertical filters treat each image as if it were alone.
     """
-    stack = np.stack(images, axis=1)
-    width = stack.shape[2]
-    padding = -width % _COLUMN_ALIGNMENT
-    if padding:
-        pad_width = [(0, 0), (0, 0), (0, padding)] + [(0, 0)] * (stack.ndim - 3)
-        stack = np.pad(stack, pad_width, mode="edge")
+    first = images[0]
+    height, width = first.shape[:2]
+    padded_width = width + -width % _COLUMN_ALIGNMENT
+    stack = np.empty((height, len(images), padded_width) + first.shape[2:], first.dtype)
+    np.stack(images, axis=1, out=stack[:, :, :width])
+    stack[:, :, width:] = stack[:, :, width - 1:width]
     stack = to_float(stack)
     if stack.ndim == 4:
         height, n_images, padded_width, channels = stack.shape
@@ -595,12 +634,17 @@ def _orientation_plane(magnitude, position, k, n_bins, out):
     if n_bins == 1:
         np.copyto(out, magnitude)
         return out
-    cv2.absdiff(position, (float(k), 0, 0, 0), dst=out)
-    if k == 0:  # the circle wraps: bin 0 is also at t = B
-        cv2.min(out, cv2.absdiff(position, (float(n_bins), 0, 0, 0)), dst=out)
-    cv2.subtract((1.0, 0, 0, 0), out, dst=out)
-    cv2.threshold(out, 0, 0, cv2.THRESH_TOZERO, dst=out)
+    # distance d = |t - k| (the cheapest passes: NumPy for the scalar
+    # subtraction, OpenCV for the rest)
+    if k == 0:  # the circle wraps: bin 0 is also at t = B, and 0 <= t <= B
+        np.subtract(np.float32(n_bins), position, out=out)
+        cv2.min(out, position, dst=out)
+    else:
+        np.subtract(position, np.float32(k), out=out)
+        np.abs(out, out=out)
+    cv2.threshold(out, 1.0, 1.0, cv2.THRESH_TRUNC, dst=out)  # min(d, 1)
     cv2.multiply(out, magnitude, dst=out)
+    cv2.subtract(magnitude, out, dst=out)  # m * (1 - min(d, 1))
     return out
 
 
@@ -701,11 +745,13 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         block_shape = (n_blocks_y, n_blocks_x)
         block_magnitude = _polyphase(magnitude, corner, block_shape, cell)
         block_position = _polyphase(position, corner, block_shape, cell)
-        planes = np.empty((n_bins,) + block_magnitude.shape, np.float32)
+        # one orientation channel at a time, summed while it is in cache
+        plane = np.empty_like(block_magnitude)
+        sums = np.empty((n_bins, 4, block_magnitude.shape[1]), np.float32)
         for k in range(n_bins):
-            _orientation_plane(block_magnitude, block_position, k, n_bins, out=planes[k])
-        sums = np.matmul(moments, planes).reshape(n_bins, 4, n_images, n_blocks_y,
-                                                  n_blocks_x)
+            _orientation_plane(block_magnitude, block_position, k, n_bins, out=plane)
+            np.matmul(moments, plane, out=sums[k])
+        sums = sums.reshape(n_bins, 4, n_images, n_blocks_y, n_blocks_x)
         # lattice point (i, j) takes wa*wa of block (i+1, j+1), wa*wb of
         # block (i+1, j), wb*wa of block (i, j+1) and wb*wb of block (i, j)
         band = pooled[:, start:stop].transpose(3, 0, 1, 2)  # (B, n, rows, cols)
@@ -814,7 +860,7 @@ def _take(array, index, axis):
     return np.take(array, index, axis=axis)
 
 
-def _cell_windows(pooled, row_index, col_index):
+def _cell_windows(pooled, row_index, col_index, affine=None):
     """The pooled cells of every descriptor of every image.
 
     Parameters
@@ -825,6 +871,9 @@ def _cell_windows(pooled, row_index, col_index):
         ``row_index[i, a]`` (``col_index[j, b]``) is the row (column) of
         ``pooled`` holding cell row ``a`` (column ``b``) of grid row ``i``
         (column ``j``).
+    affine : tuple, default=None
+        ``(_affine_strides(row_index), _affine_strides(col_index))`` when
+        already known.
 
     Returns
     -------
@@ -833,7 +882,9 @@ def _cell_windows(pooled, row_index, col_index):
         ``(i, a)`` (the grid step is a multiple of the cell spacing),
         otherwise a gathered copy.
     """
-    affine_rows, affine_cols = _affine_strides(row_index), _affine_strides(col_index)
+    if affine is None:
+        affine = _affine_strides(row_index), _affine_strides(col_index)
+    affine_rows, affine_cols = affine
     if affine_rows is not None and affine_cols is not None:
         (row0, row_step, row_cell), (col0, col_step, col_cell) = affine_rows, affine_cols
         stride_n, stride_r, stride_c, stride_b = pooled.strides
@@ -881,17 +932,23 @@ def normalize_sift(raw, clip=SIFT_CLIP, zero=None):
 
 
 def _normalize_sift_in_place(descriptors, clip, zero=None):
-    """:func:`normalize_sift` overwriting the float32 array ``descriptors``."""
+    """:func:`normalize_sift` overwriting the C-contiguous float32 array
+    ``descriptors`` (OpenCV does the element-wise passes)."""
     tiny = np.finfo(np.float32).tiny
-    norms = np.sqrt(np.einsum("ij,ij->i", descriptors, descriptors))
-    descriptors *= (1.0 / np.maximum(norms, tiny))[:, None]
-    np.minimum(descriptors, np.float32(clip), out=descriptors)
-    norms = np.sqrt(np.einsum("ij,ij->i", descriptors, descriptors))
-    scale = 1.0 / np.maximum(norms, tiny)
+    descriptors *= 1.0 / np.maximum(_row_norms(descriptors), tiny)
+    cv2.threshold(descriptors, clip, clip, cv2.THRESH_TRUNC, dst=descriptors)
+    scale = 1.0 / np.maximum(_row_norms(descriptors), tiny)
     if zero is not None:
         scale[zero] = 0.0
-    descriptors *= scale[:, None]
+    descriptors *= scale
     return descriptors
+
+
+def _row_norms(rows):
+    """L2 norm of every row of a 2-D float32 array, shape (k, 1)."""
+    if rows.size == 0:
+        return np.zeros((len(rows), 1), np.float32)
+    return np.sqrt(cv2.reduce(cv2.multiply(rows, rows), 1, cv2.REDUCE_SUM))
 
 
 def opencv_grid_keypoints(image_shape, step=8, patch_sizes=(16,), n_cells=4):
