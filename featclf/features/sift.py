@@ -421,7 +421,8 @@ class DenseSIFT(ImageTransformer):
         stack ``(H, n, W')`` (see :func:`_gray_side_by_side`)."""
         height, n_images, _ = stack.shape
         shape = (height, width)
-        plan = _grid_plan(shape, self.step, patch_sizes, self.n_cells, self.window_size)
+        plan = _grid_plan(shape, self.step, patch_sizes, self.n_cells,
+                          self.n_bins_orientation, self.window_size)
         if plan is None:
             return [DescriptorSet.empty(self.n_dims_, shape) for _ in range(n_images)]
         scale_plans, positions, scales = plan
@@ -450,14 +451,16 @@ class DenseSIFT(ImageTransformer):
         # (n_images, len(rows), len(cols), B)
         pooled = _pooled_orientation_maps(magnitude, position, self.n_bins_orientation,
                                           plan.cell, plan.rows, plan.cols)
-        # (n_images, n_y, n_x, cell row, cell column, B): gathered and
-        # weighted by the window in one pass
+        # (n_images, n_y, n_x, cell row, cell column, B), gathered (a plain
+        # copy: NumPy's broadcasting multiply is far slower on this view),
+        # then weighted by the window
         cells = _cell_windows(pooled, plan.row_index, plan.col_index,
                               (plan.row_affine, plan.col_affine))
         raw = np.empty(cells.shape, np.float32)
-        np.multiply(cells, plan.window, out=raw)
+        np.copyto(raw, cells)
         n_grid = len(plan.row_index) * len(plan.col_index)
         raw = raw.reshape(n_images * n_grid, -1)
+        raw *= plan.window
         # mass: the sum of the raw descriptor
         mass = cv2.reduce(raw, 1, cv2.REDUCE_SUM).ravel()
         span = (self.n_cells - 1) * plan.cell + 1
@@ -477,13 +480,13 @@ class _ScalePlan(typing.NamedTuple):
     cols: np.ndarray  # sorted pixel columns, (n_cols,)
     row_index: np.ndarray  # (n_y, n_cells): cell row a of grid row i is rows[row_index[i, a]]
     col_index: np.ndarray  # (n_x, n_cells)
-    window: np.ndarray  # (n_cells, n_cells, 1) per-cell window weights
+    window: np.ndarray  # (n_cells * n_cells * B,) window weight of each entry
     row_affine: tuple | None  # _affine_strides(row_index)
     col_affine: tuple | None
 
 
 @functools.lru_cache(maxsize=64)
-def _grid_plan(shape, step, patch_sizes, n_cells, window_size):
+def _grid_plan(shape, step, patch_sizes, n_cells, n_bins, window_size):
     """The dense grid of one image shape, computed once per parameter set.
 
     Returns None for an empty grid, else ``(scale_plans, positions,
@@ -499,7 +502,7 @@ def _grid_plan(shape, step, patch_sizes, n_cells, window_size):
     for patch_size, (cell, first_x, first_y) in zip(patch_sizes, grid):
         rows, row_index = np.unique(first_y[:, None] + cell * offsets, return_inverse=True)
         cols, col_index = np.unique(first_x[:, None] + cell * offsets, return_inverse=True)
-        window = _cell_window(cell, n_cells, window_size)[:, :, None]
+        window = np.repeat(_cell_window(cell, n_cells, window_size).ravel(), n_bins)
         row_index = row_index.reshape(len(first_y), n_cells)
         col_index = col_index.reshape(len(first_x), n_cells)
         plans.append(_ScalePlan(cell, rows, cols, row_index, col_index, window,
@@ -734,7 +737,7 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
     """
     n_images = magnitude.shape[1]
     moments = _lattice_moments(cell)
-    pooled = np.empty((n_images, n_rows, n_cols, n_bins), np.float32)
+    by_bin = np.empty((n_bins, n_images, n_rows, n_cols), np.float32)
     n_blocks_x = n_cols + 1
     rows_per_band = max(1, _BAND_PIXELS // (cell * cell * n_images * n_blocks_x))
     for start in range(0, n_rows, rows_per_band):
@@ -754,10 +757,13 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         sums = sums.reshape(n_bins, 4, n_images, n_blocks_y, n_blocks_x)
         # lattice point (i, j) takes wa*wa of block (i+1, j+1), wa*wb of
         # block (i+1, j), wb*wa of block (i, j+1) and wb*wb of block (i, j)
-        band = pooled[:, start:stop].transpose(3, 0, 1, 2)  # (B, n, rows, cols)
+        band = by_bin[:, :, start:stop]
         np.add(sums[:, 0, :, 1:, 1:], sums[:, 1, :, 1:, :-1], out=band)
         band += sums[:, 2, :, :-1, 1:]
         band += sums[:, 3, :, :-1, :-1]
+    # bins last (what the descriptors gather), by OpenCV's fast transpose
+    pooled = np.empty((n_images, n_rows, n_cols, n_bins), np.float32)
+    cv2.transpose(by_bin.reshape(n_bins, -1), dst=pooled.reshape(-1, n_bins))
     return pooled
 
 
@@ -933,22 +939,33 @@ def normalize_sift(raw, clip=SIFT_CLIP, zero=None):
 
 def _normalize_sift_in_place(descriptors, clip, zero=None):
     """:func:`normalize_sift` overwriting the C-contiguous float32 array
-    ``descriptors`` (OpenCV does the element-wise passes)."""
-    tiny = np.finfo(np.float32).tiny
-    descriptors *= 1.0 / np.maximum(_row_norms(descriptors), tiny)
+    ``descriptors``.
+
+    The element-wise passes are OpenCV's (NumPy's row-broadcasting multiply
+    is several times slower), with one scratch array for the squares and
+    the per-row factors.
+    """
+    if descriptors.size == 0:
+        return descriptors
+    tiny = np.float32(np.finfo(np.float32).tiny)
+    scratch = np.empty_like(descriptors)
+
+    def inverse_row_norms():
+        cv2.multiply(descriptors, descriptors, dst=scratch)
+        norms = np.sqrt(cv2.reduce(scratch, 1, cv2.REDUCE_SUM))
+        return 1.0 / np.maximum(norms, tiny)
+
+    def scale_rows(factors):
+        np.copyto(scratch, factors)  # broadcast (k, 1) -> (k, d)
+        cv2.multiply(descriptors, scratch, dst=descriptors)
+
+    scale_rows(inverse_row_norms())
     cv2.threshold(descriptors, clip, clip, cv2.THRESH_TRUNC, dst=descriptors)
-    scale = 1.0 / np.maximum(_row_norms(descriptors), tiny)
+    factors = inverse_row_norms()
     if zero is not None:
-        scale[zero] = 0.0
-    descriptors *= scale
+        factors[zero] = 0.0
+    scale_rows(factors)
     return descriptors
-
-
-def _row_norms(rows):
-    """L2 norm of every row of a 2-D float32 array, shape (k, 1)."""
-    if rows.size == 0:
-        return np.zeros((len(rows), 1), np.float32)
-    return np.sqrt(cv2.reduce(cv2.multiply(rows, rows), 1, cv2.REDUCE_SUM))
 
 
 def opencv_grid_keypoints(image_shape, step=8, patch_sizes=(16,), n_cells=4):
