@@ -531,6 +531,8 @@ def _cell_window(cell, n_cells, window_size):
 #: and per band in the pooling functions (a band's planes then stay in cache)
 _BATCH_PIXELS = 65536
 _BAND_PIXELS = 65536
+#: block pixels per band in :func:`_pooled_on_lattice`
+_LATTICE_BAND_PIXELS = 131072
 
 #: :func:`_gray_side_by_side` pads every image's width to a multiple of this
 #: (a multiple of OpenCV's SIMD widths), so that each pixel goes through the
@@ -739,7 +741,10 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
     moments = _lattice_moments(cell)
     by_bin = np.empty((n_bins, n_images, n_rows, n_cols), np.float32)
     n_blocks_x = n_cols + 1
-    rows_per_band = max(1, _BAND_PIXELS // (cell * cell * n_images * n_blocks_x))
+    # equal bands of at most about _LATTICE_BAND_PIXELS block pixels
+    band_pixels = cell * cell * n_images * n_blocks_x * (n_rows + 1)
+    n_bands = -(-band_pixels // _LATTICE_BAND_PIXELS)
+    rows_per_band = -(-n_rows // n_bands)
     for start in range(0, n_rows, rows_per_band):
         stop = min(start + rows_per_band, n_rows)
         n_blocks_y = stop - start + 1
@@ -754,13 +759,20 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         for k in range(n_bins):
             _orientation_plane(block_magnitude, block_position, k, n_bins, out=plane)
             np.matmul(moments, plane, out=sums[k])
-        sums = sums.reshape(n_bins, 4, n_images, n_blocks_y, n_blocks_x)
         # lattice point (i, j) takes wa*wa of block (i+1, j+1), wa*wb of
-        # block (i+1, j), wb*wa of block (i, j+1) and wb*wb of block (i, j)
-        band = by_bin[:, :, start:stop]
-        np.add(sums[:, 0, :, 1:, 1:], sums[:, 1, :, 1:, :-1], out=band)
-        band += sums[:, 2, :, :-1, 1:]
-        band += sums[:, 3, :, :-1, :-1]
+        # block (i+1, j), wb*wa of block (i, j+1) and wb*wb of block (i, j):
+        # in the flat block order (image, block row, block column) these are
+        # n_blocks_x + 1, n_blocks_x, 1 and 0 blocks after block (i, j), so
+        # the sums are shifted 1-D runs (the last block row and column of
+        # each image, which wrap, are dropped)
+        length = sums.shape[2] - n_blocks_x - 1
+        lattice = np.empty((n_bins, sums.shape[2]), np.float32)
+        ahead = lattice[:, :length]
+        np.add(sums[:, 0, n_blocks_x + 1:], sums[:, 1, n_blocks_x:-1], out=ahead)
+        ahead += sums[:, 2, 1:length + 1]
+        ahead += sums[:, 3, :length]
+        lattice = lattice.reshape(n_bins, n_images, n_blocks_y, n_blocks_x)
+        by_bin[:, :, start:stop] = lattice[:, :, :-1, :-1]
     # bins last (what the descriptors gather), by OpenCV's fast transpose
     pooled = np.empty((n_images, n_rows, n_cols, n_bins), np.float32)
     cv2.transpose(by_bin.reshape(n_bins, -1), dst=pooled.reshape(-1, n_bins))
@@ -938,33 +950,20 @@ def normalize_sift(raw, clip=SIFT_CLIP, zero=None):
 
 
 def _normalize_sift_in_place(descriptors, clip, zero=None):
-    """:func:`normalize_sift` overwriting the C-contiguous float32 array
-    ``descriptors``.
+    """:func:`normalize_sift` overwriting the float32 array ``descriptors``.
 
-    The element-wise passes are OpenCV's (NumPy's row-broadcasting multiply
-    is several times slower), with one scratch array for the squares and
-    the per-row factors.
+    Clipping the unit vector ``v / |v|`` at ``clip`` and normalising again
+    is clipping ``v`` at ``clip * |v|`` and normalising once: three passes
+    over the descriptors instead of five.
     """
-    if descriptors.size == 0:
-        return descriptors
-    tiny = np.float32(np.finfo(np.float32).tiny)
-    scratch = np.empty_like(descriptors)
-
-    def inverse_row_norms():
-        cv2.multiply(descriptors, descriptors, dst=scratch)
-        norms = np.sqrt(cv2.reduce(scratch, 1, cv2.REDUCE_SUM))
-        return 1.0 / np.maximum(norms, tiny)
-
-    def scale_rows(factors):
-        np.copyto(scratch, factors)  # broadcast (k, 1) -> (k, d)
-        cv2.multiply(descriptors, scratch, dst=descriptors)
-
-    scale_rows(inverse_row_norms())
-    cv2.threshold(descriptors, clip, clip, cv2.THRESH_TRUNC, dst=descriptors)
-    factors = inverse_row_norms()
+    tiny = np.finfo(np.float32).tiny
+    norms = np.sqrt(np.einsum("ij,ij->i", descriptors, descriptors))
+    np.minimum(descriptors, (np.float32(clip) * norms)[:, None], out=descriptors)
+    norms = np.sqrt(np.einsum("ij,ij->i", descriptors, descriptors))
+    scale = 1.0 / np.maximum(norms, tiny)
     if zero is not None:
-        factors[zero] = 0.0
-    scale_rows(factors)
+        scale[zero] = 0.0
+    descriptors *= scale[:, None]
     return descriptors
 
 
