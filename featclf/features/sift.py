@@ -629,27 +629,29 @@ def _gradient_polar(stack, n_bins, sigma=None):
             angle.reshape(height, n_images, width))
 
 
-def _orientation_plane(magnitude, position, k, n_bins, out):
+def _orientation_plane(magnitude, weighted_position, k, n_bins, out):
     """Channel ``k`` of the soft orientation binning, written into ``out``.
 
     ``m * max(0, 1 - |t - k|)`` with ``|t - k|`` measured around the circle
     of ``n_bins`` bins (linear interpolation between the two nearest bin
-    centres). All arrays 2-D float32 of one shape.
+    centres), computed as ``max(0, m - |m t - k m|)`` from the magnitude
+    ``m`` and ``m t`` (``weighted_position``): four passes over the pixels.
+    All arrays 2-D float32 of one shape.
     """
     if n_bins == 1:
         np.copyto(out, magnitude)
         return out
-    # distance d = |t - k| (the cheapest passes: NumPy for the scalar
-    # subtraction, OpenCV for the rest)
     if k == 0:  # the circle wraps: bin 0 is also at t = B, and 0 <= t <= B
-        np.subtract(np.float32(n_bins), position, out=out)
-        cv2.min(out, position, dst=out)
+        np.multiply(magnitude, np.float32(n_bins), out=out)
+        cv2.subtract(out, weighted_position, dst=out)  # m (B - t)
+        cv2.min(out, weighted_position, dst=out)
+    elif k == 1:
+        cv2.absdiff(magnitude, weighted_position, dst=out)
     else:
-        np.subtract(position, np.float32(k), out=out)
-        np.abs(out, out=out)
-    cv2.threshold(out, 1.0, 1.0, cv2.THRESH_TRUNC, dst=out)  # min(d, 1)
-    cv2.multiply(out, magnitude, dst=out)
-    cv2.subtract(magnitude, out, dst=out)  # m * (1 - min(d, 1))
+        np.multiply(magnitude, np.float32(k), out=out)
+        cv2.absdiff(out, weighted_position, dst=out)  # m |t - k|
+    cv2.subtract(magnitude, out, dst=out)
+    cv2.threshold(out, 0.0, 0.0, cv2.THRESH_TOZERO, dst=out)
     return out
 
 
@@ -753,11 +755,12 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         block_shape = (n_blocks_y, n_blocks_x)
         block_magnitude = _polyphase(magnitude, corner, block_shape, cell)
         block_position = _polyphase(position, corner, block_shape, cell)
+        weighted_position = cv2.multiply(block_magnitude, block_position)
         # one orientation channel at a time, summed while it is in cache
         plane = np.empty_like(block_magnitude)
         sums = np.empty((n_bins, 4, block_magnitude.shape[1]), np.float32)
         for k in range(n_bins):
-            _orientation_plane(block_magnitude, block_position, k, n_bins, out=plane)
+            _orientation_plane(block_magnitude, weighted_position, k, n_bins, out=plane)
             np.matmul(moments, plane, out=sums[k])
         # lattice point (i, j) takes wa*wa of block (i+1, j+1), wa*wb of
         # block (i+1, j), wb*wa of block (i, j+1) and wb*wb of block (i, j):
@@ -842,12 +845,13 @@ def _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols):
         band_rows = _as_slice(rows[start:stop] - top)
         band_position = position[top:bottom].reshape(n_band * n_images, width)
         band_magnitude = magnitude[top:bottom].reshape(n_band * n_images, width)
+        weighted_position = cv2.multiply(band_magnitude, band_position)
         weight = np.empty_like(band_position)
         # the sampled columns of each image, padded with zeros to an aligned
         # width (see _COLUMN_ALIGNMENT)
         across = np.zeros((n_band, n_images, aligned), np.float32)
         for k in range(n_bins):
-            _orientation_plane(band_magnitude, band_position, k, n_bins, out=weight)
+            _orientation_plane(band_magnitude, weighted_position, k, n_bins, out=weight)
             filtered = cv2.filter2D(weight, -1, kernel[None, :],
                                     borderType=cv2.BORDER_CONSTANT)
             across[:, :, :len(cols)] = filtered.reshape(n_band, n_images, width)[:, :, col_slice]
