@@ -450,7 +450,7 @@ class DenseSIFT(ImageTransformer):
         magnitude[:, :, width:] = 0.0  # the padding columns are outside the image
         # (n_images, len(rows), len(cols), B)
         pooled = _pooled_orientation_maps(magnitude, position, self.n_bins_orientation,
-                                          plan.cell, plan.rows, plan.cols)
+                                          plan.cell, plan.rows, plan.cols, plan.on_lattice)
         # (n_images, n_y, n_x, cell row, cell column, B), gathered (a plain
         # copy: NumPy's broadcasting multiply is far slower on this view),
         # then weighted by the window
@@ -483,6 +483,7 @@ class _ScalePlan(typing.NamedTuple):
     window: np.ndarray  # (n_cells * n_cells * B,) window weight of each entry
     row_affine: tuple | None  # _affine_strides(row_index)
     col_affine: tuple | None
+    on_lattice: bool  # rows and columns evenly spaced by the cell size
 
 
 @functools.lru_cache(maxsize=64)
@@ -506,7 +507,8 @@ def _grid_plan(shape, step, patch_sizes, n_cells, n_bins, window_size):
         row_index = row_index.reshape(len(first_y), n_cells)
         col_index = col_index.reshape(len(first_x), n_cells)
         plans.append(_ScalePlan(cell, rows, cols, row_index, col_index, window,
-                                _affine_strides(row_index), _affine_strides(col_index)))
+                                _affine_strides(row_index), _affine_strides(col_index),
+                                _is_lattice(rows, cell) and _is_lattice(cols, cell)))
         positions.append(_grid_positions(first_x, first_y, cell, n_cells))
         scales.append(np.full(len(positions[-1]), patch_size, np.float32))
     positions, scales = np.concatenate(positions), np.concatenate(scales)
@@ -564,7 +566,10 @@ def _gray_side_by_side(images):
     stack = np.empty((height, len(images), padded_width) + first.shape[2:], first.dtype)
     np.stack(images, axis=1, out=stack[:, :, :width])
     stack[:, :, width:] = stack[:, :, width - 1:width]
-    stack = to_float(stack)
+    if stack.dtype == np.uint8:  # to_float's values (x / 255 in float32), one pass
+        stack = np.divide(stack, np.float32(255), dtype=np.float32)
+    else:
+        stack = to_float(stack)
     if stack.ndim == 4:
         height, n_images, padded_width, channels = stack.shape
         stack = to_gray(stack.reshape(height, n_images * padded_width, channels))
@@ -655,7 +660,7 @@ def _orientation_plane(magnitude, weighted_position, k, n_bins, out):
     return out
 
 
-def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols):
+def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols, on_lattice=None):
     """Soft-binned gradient magnitudes pooled into cells, at ``rows`` x ``cols``.
 
     For each orientation bin ``k``: the channel ``m * max(0, 1 - |t - k|)``
@@ -680,12 +685,16 @@ def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols):
         Cell size ``c`` in pixels.
     rows, cols : ndarray of int
         Sorted pixel rows and columns where the pooled maps are needed.
+    on_lattice : bool, default=None
+        Whether both are evenly spaced by ``c``, when already known.
 
     Returns
     -------
     pooled : ndarray of shape (n, len(rows), len(cols), B), float32
     """
-    if _is_lattice(rows, cell) and _is_lattice(cols, cell):
+    if on_lattice is None:
+        on_lattice = _is_lattice(rows, cell) and _is_lattice(cols, cell)
+    if on_lattice:
         return _pooled_on_lattice(magnitude, position, n_bins, cell,
                                   int(rows[0]), len(rows), int(cols[0]), len(cols))
     return _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols)
