@@ -43,6 +43,7 @@ import functools
 import math
 import numbers
 
+import cv2
 import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
@@ -61,12 +62,19 @@ _MAX_TABLE_POINTS = 16
 #: up to this P, histograms count the 2**P raw codes and merge bins after.
 _MERGE_BINS_POINTS = 10
 
-#: pixels per group of images whose histograms are computed at once.
-_GROUP_PIXELS = 1 << 16
+#: pixels per group of images padded, coded and counted at once.
+_GROUP_PIXELS = 1 << 20
 
-#: pixels whose codes are computed at once (the float64 temporaries, 8 bytes
-#: a pixel, stay in a 256 KiB cache).
-_CHUNK_PIXELS = 1 << 14
+#: pixels whose codes are computed at once (float32 temporaries of 256 KiB).
+_CHUNK_PIXELS = 1 << 16
+
+#: an interpolated neighbour whose float32 value is within this of the
+#: centre is compared again in float64 (the float32 value is within 1e-4 of
+#: scikit-image's float64 one).
+_TIE_MARGIN = 1e-3
+
+#: near-tie pixels decided exactly at once (small work arrays, few calls).
+_EXACT_BATCH = 1 << 13
 
 
 def n_lbp_bins(points, method):
@@ -199,9 +207,9 @@ def lbp_codes(gray, points, radius, method="uniform"):
         method)`` for every image ``k``.
     """
     n, height, width = gray.shape
-    pad = _padding(radius)
-    codes = _padded_codes(gray, points, radius)[:, pad:pad + height, pad:pad + width]
-    return _mapped(codes, points, method)
+    layout = _Layout(n, height, width, points, radius)
+    codes = _padded_codes(gray, layout, points, radius)
+    return _mapped(layout.images_of(codes), points, method)
 
 
 def _mapped(codes, points, method):
@@ -213,213 +221,287 @@ def _mapped(codes, points, method):
     return _map_codes(codes.astype(np.int64), points, method)
 
 
-def _padding(radius):
-    return int(math.ceil(radius)) + 1
-
-
-@functools.lru_cache(maxsize=256)
-def _weight_runs(size, offset):
-    """Interpolation fractions along one axis as a main value plus exceptions.
-
-    The fraction ``(i + offset) - floor(i + offset)`` changes in its last
-    bits only where ``i + offset`` crosses a power of two, so it is constant
-    over long runs of ``i``.
+@functools.lru_cache(maxsize=64)
+def _sampling(height, width, points, radius):
+    """How each neighbour is sampled, for images of ``height`` x ``width``.
 
     Returns
     -------
-    low, high : int
-        As :func:`_axis_sampling`.
-    main : float
-        The most frequent fraction.
-    runs : tuple of (int, int, float)
-        ``(start, stop, fraction)`` for the runs of ``i`` whose fraction
-        differs from ``main``.
+    neighbours : tuple of (int, int, float, int, int, float)
+        Per neighbour ``(row_low, row_high, row_fraction, col_low, col_high,
+        col_fraction)``: floor and ceil shifts (:func:`_axis_sampling`) and
+        the interpolation fraction of the first row/column (the others
+        differ in their last bits only).
+    pad_rows, pad_cols : int
+        Largest row and column shift.
     """
-    low, high, fraction = _axis_sampling(size, offset)
-    values, counts = np.unique(fraction, return_counts=True)
-    main = float(values[counts.argmax()])
-    edges = np.flatnonzero(np.diff(fraction)) + 1
-    starts = np.concatenate([[0], edges])
-    stops = np.concatenate([edges, [size]])
-    runs = tuple((int(a), int(b), float(fraction[a]))
-                 for a, b in zip(starts, stops) if fraction[a] != main)
-    return low, high, main, runs
+    neighbours = []
+    for row, col in zip(*_neighbour_offsets(points, radius)):
+        row_low, row_high, row_fraction = _axis_sampling(height, row)
+        col_low, col_high, col_fraction = _axis_sampling(width, col)
+        neighbours.append((row_low, row_high, float(row_fraction[0]),
+                           col_low, col_high, float(col_fraction[0])))
+    pad_rows = max(max(abs(n[0]), abs(n[1])) for n in neighbours)
+    pad_cols = max(max(abs(n[3]), abs(n[4])) for n in neighbours)
+    return tuple(neighbours), pad_rows, pad_cols
 
 
-#: with more exceptional runs than this along an axis, interpolation
-#: weights are expanded per pixel instead of patched run by run.
-_MAX_RUNS = 2
+class _Layout:
+    """The padded layout in which a stack of images is processed.
+
+    The images are stacked into one tall image, ``pad_rows`` zero rows
+    above each image and below the last, ``pad_cols`` zero columns left of
+    each row (they also serve as the right padding of the row before), and
+    ``pad_cols`` zeros before and after the whole array. A neighbour is
+    then a constant flat offset ``row_shift * stride + col_shift`` and every
+    step is a long contiguous operation.
+    """
+
+    def __init__(self, n, height, width, points, radius):
+        self.key = (n, height, width, points, radius)
+        self.neighbours, self.pad_rows, self.pad_cols = _sampling(height, width, points, radius)
+        self.n, self.height, self.width = n, height, width
+        self.stride = width + self.pad_cols
+        self.block = height + self.pad_rows  # rows per image
+        self.n_rows = self.pad_rows + n * self.block
+        self.margin = self.pad_cols
+        self.size = self.n_rows * self.stride  # without the margins
+
+    def pad(self, gray):
+        """Flat uint8 array of ``size + 2 * margin`` holding ``gray`` padded."""
+        flat = np.zeros(self.size + 2 * self.margin, dtype=np.uint8)
+        body = flat[self.margin:self.margin + self.size].reshape(self.n_rows, self.stride)
+        body[self.pad_rows:].reshape(self.n, self.block, self.stride)[
+            :, :self.height, self.pad_cols:] = gray
+        return flat
+
+    def images_of(self, body):
+        """View ``(n, H, W)`` of the image pixels of a ``size``-long array."""
+        rows = body.reshape(self.n_rows, self.stride)[self.pad_rows:]
+        return rows.reshape(self.n, self.block, self.stride)[:, :self.height, self.pad_cols:]
 
 
-@functools.lru_cache(maxsize=64)
-def _column_weights(width, offset, pad, n_rows):
-    """Per-pixel ``(1 - dc, dc)`` for ``n_rows`` rows of padded width."""
-    dc = np.zeros(width + 2 * pad)
-    dc[pad:pad + width] = _axis_sampling(width, offset)[2]
-    dc = np.tile(dc, n_rows)
-    weights = (1 - dc, dc)
-    for array in weights:
-        array.flags.writeable = False
-    return weights
+def _padded_codes(gray, layout, points, radius):
+    """Default LBP codes of every image, in the padded layout.
 
-
-@functools.lru_cache(maxsize=64)
-def _row_weights(height, offset, pad, tall_width, first_row, n_rows, count):
-    """Per-pixel ``(1 - dr, dr)`` for a chunk (see :func:`_chunk_codes`)."""
-    per_image = np.zeros(height + 2 * pad)
-    per_image[pad:pad + height] = _axis_sampling(height, offset)[2]
-    rows = np.tile(per_image, count)[pad + first_row:]
-    rows = rows[:(count - 1) * (height + 2 * pad) + n_rows]
-    dr = np.repeat(rows, tall_width)
-    weights = (1 - dr, dr)
-    for array in weights:
-        array.flags.writeable = False
-    return weights
-
-
-def _padded_codes(gray, points, radius):
-    """Default LBP codes of every image, computed on the zero-padded stack.
-
-    The padded images are stacked into one tall image ``(n * Hp, Wp)`` and
-    handled as a flat array, so a neighbour is a constant flat offset and
-    every step is a long contiguous operation on a chunk (several whole
-    images, or a band of rows of a large one) sized to stay in cache.
-    Interpolation weights vary (in their last bits) with the row and
-    column, exactly as in scikit-image: each pass uses the main weight, then
-    recomputes the few rows or columns whose weight differs
-    (:func:`_weight_runs`).
+    Neighbours whose offsets are whole pixels are compared on the uint8
+    pixels. The others are interpolated in float32 with the first
+    row's/column's fractions, which is within 1e-4 of scikit-image's
+    float64 value, and compared with ``centre - margin`` and ``centre +
+    margin`` (``margin`` = :data:`_TIE_MARGIN`): where both agree, that is
+    the bit. Where they differ (a near tie: flat areas, or corners whose
+    weighted differences cancel) and the centre is not 0, the bit is
+    computed again by :func:`_exact_bits`, in float64 exactly as
+    scikit-image does. A centre of 0 needs no second look: every
+    interpolated value is a sum of products of non-negative numbers, so
+    >= 0 in both.
 
     Parameters
     ----------
     gray : ndarray of shape (n, H, W), uint8
+    layout : _Layout
 
     Returns
     -------
-    codes : ndarray of shape (n, H + 2 pad, W + 2 pad)
-        ``pad = ceil(R) + 1``; the codes of the images are at
-        ``[:, pad:pad + H, pad:pad + W]``, the padding holds garbage.
+    codes : ndarray of shape (layout.size,), uint8, uint16 or uint32
+        The codes of the image pixels (see :meth:`_Layout.images_of`); the
+        padding holds garbage.
     """
-    n, height, width = gray.shape
-    pad = _padding(radius)
-    tall_height, tall_width = height + 2 * pad, width + 2 * pad
-    # one spare zero row above and below the tall image, so the column
-    # neighbours of its first and last pixels stay inside the array
-    tall = np.zeros((n * tall_height + 2, tall_width), dtype=np.uint8)
-    tall[1:-1].reshape(n, tall_height, tall_width)[:, pad:pad + height, pad:pad + width] = gray
-    flat_u8 = tall.reshape(-1)
-    flat = flat_u8.astype(np.float64)
+    flat_u8 = layout.pad(gray)
+    flat = flat_u8.astype(np.float32)
     code_dtype = np.uint8 if points <= 8 else np.uint16 if points <= 16 else np.uint32
-    codes = np.zeros(flat.size, dtype=code_dtype)
-    neighbours = []
-    for row, col in zip(*_neighbour_offsets(points, radius)):
-        top, bottom, dr, row_runs = _weight_runs(height, row)
-        left, right, dc, col_runs = _weight_runs(width, col)
-        neighbours.append(dict(
-            top=top * tall_width, bottom=bottom * tall_width, left=left, right=right,
-            dr=dr, row_runs=row_runs, dc=dc, col_runs=col_runs, col_key=col, row_key=row,
-            height=height, width=width,
-            integer=dr == 0 and dc == 0 and not row_runs and not col_runs,
-        ))
-    geometry = (pad, tall_height, tall_width)
-    # chunks: several whole images when they fit, else bands of rows of one
-    # image, as (first image, image count, first row, row count)
-    per_chunk = _CHUNK_PIXELS // (tall_height * tall_width)
-    if per_chunk >= 1:
-        chunks = [(first, min(per_chunk, n - first), 0, height)
-                  for first in range(0, n, per_chunk)]
-    else:
-        band = max(1, _CHUNK_PIXELS // tall_width)
-        chunks = [(image, 1, row, min(band, height - row))
-                  for image in range(n) for row in range(0, height, band)]
-    for chunk in chunks:
-        _chunk_codes(flat, flat_u8, codes, chunk, neighbours, geometry)
-    return codes[tall_width:-tall_width].reshape(n, tall_height, tall_width)
+    codes = np.zeros(layout.size, dtype=code_dtype)
+    stride, pad_rows = layout.stride, layout.pad_rows
+    # rows of the tall image whose codes are needed (first image row to last)
+    first_row, stop_row = pad_rows, layout.n_rows - pad_rows
+    rows_per_chunk = max(1, _CHUNK_PIXELS // stride)
+    buffers = _ChunkBuffers(min(rows_per_chunk, stop_row - first_row) * stride,
+                            layout.pad_rows * stride, code_dtype)
+    pending, n_pending = [], 0  # near ties, decided _EXACT_BATCH pixels at a time
+    for row in range(first_row, stop_row, rows_per_chunk):
+        rows = (row, min(row + rows_per_chunk, stop_row))
+        pending.append(_chunk_codes(flat, flat_u8, codes, rows, layout, buffers))
+        n_pending += len(pending[-1][0])
+        if n_pending >= _EXACT_BATCH or rows[1] == stop_row:
+            where = np.concatenate([where for where, _ in pending])
+            unsure = np.concatenate([unsure for _, unsure in pending])
+            if where.size:
+                exact = _exact_bits(flat_u8, where, unsure, layout, points, radius)
+                codes[where] = (codes[where] & ~unsure) | exact
+            pending, n_pending = [], 0
+    return codes
 
 
-def _chunk_codes(flat, flat_u8, codes, chunk, neighbours, geometry):
-    """Add the default codes of one chunk of the tall image into ``codes``.
+class _ChunkBuffers:
+    """Work arrays of one chunk, reused by every chunk of a group."""
 
-    ``chunk`` is ``(first image, image count, first row, row count)``: rows
-    ``first row ..`` of each of the images (the padding rows between images
-    are computed too, and ignored).
+    def __init__(self, size, halo, code_dtype):
+        self.value = np.empty(size, np.float32)
+        self.low = np.empty(size, np.float32)  # centre - margin
+        self.high = np.empty(size, np.float32)  # centre + margin
+        self.bit = np.empty(size, dtype=bool)
+        self.upper = np.empty(size, dtype=code_dtype)  # codes against centre + margin
+        # one array per distinct horizontal interpolation (grown on demand)
+        self.horizontal = []
+        self.horizontal_size = size + 2 * halo
+
+    def horizontal_buffer(self, index):
+        """The ``index``-th array for a horizontal interpolation."""
+        while len(self.horizontal) <= index:
+            self.horizontal.append(np.empty(self.horizontal_size, np.float32))
+        return self.horizontal[index]
+
+
+def _chunk_codes(flat, flat_u8, codes, rows, layout, buffers):
+    """Write the default codes of tall-image rows ``rows[0]:rows[1]`` into ``codes``.
+
+    Returns
+    -------
+    where : ndarray of int64
+        Positions (in ``codes``) of the near ties.
+    unsure : ndarray
+        Their bits (a mask) that :func:`_exact_bits` must decide.
     """
-    pad, tall_height, tall_width = geometry
-    first, count, first_row, n_rows = chunk
-    start = 1 + first * tall_height + pad + first_row  # tall-image row
-    stop = start + (count - 1) * tall_height + n_rows
-    begin, end = start * tall_width, stop * tall_width
-    size, margin = end - begin, pad * tall_width
-    centre, centre_u8 = flat[begin:end], flat_u8[begin:end]
-    value, scratch = np.empty(size), np.empty(size)
-    bit = np.empty(size, dtype=bool)
-    shifted = np.empty(size, dtype=codes.dtype)
-    out = codes[begin:end]
-    itemsize = value.itemsize
-    image_strides = (tall_height * tall_width * itemsize, tall_width * itemsize, itemsize)
-
-    def per_image(array):
-        # (count, n_rows, Wp) view of a chunk-sized array: image rows only
-        return np.lib.stride_tricks.as_strided(
-            array, shape=(count, n_rows, tall_width), strides=image_strides, writeable=True)
-
-    horizontal = {}
-    for i, nb in enumerate(neighbours):
-        if nb["integer"]:
-            offset = nb["top"] + nb["left"]
-            np.greater_equal(flat_u8[begin + offset:end + offset], centre_u8, out=bit)
-        else:
-            if nb["col_key"] not in horizontal:
-                # (1 - dc) * left + dc * right, on the chunk and `margin` around it
-                lo, hi = begin - margin, end + margin
-                left = flat[lo + nb["left"]:hi + nb["left"]]
-                right = flat[lo + nb["right"]:hi + nb["right"]]
-                dc = nb["dc"]
-                if dc == 0 and not nb["col_runs"]:
-                    interpolated = left
-                elif len(nb["col_runs"]) > _MAX_RUNS:
-                    one_minus_dc, dc = _column_weights(
-                        nb["width"], nb["col_key"], pad, (hi - lo) // tall_width)
-                    interpolated = np.multiply(left, one_minus_dc)
-                    interpolated += np.multiply(right, dc, out=np.empty_like(interpolated))
-                else:
-                    interpolated = np.multiply(left, 1 - dc)
-                    interpolated += np.multiply(right, dc, out=np.empty_like(interpolated))
-                    grid = interpolated.reshape(-1, tall_width)
-                    left, right = left.reshape(grid.shape), right.reshape(grid.shape)
-                    for run_start, run_stop, fraction in nb["col_runs"]:
-                        cols = slice(pad + run_start, pad + run_stop)
-                        grid[:, cols] = (left[:, cols] * (1 - fraction)
-                                         + right[:, cols] * fraction)
-                horizontal[nb["col_key"]] = interpolated
-            interpolated = horizontal[nb["col_key"]]
-            top = interpolated[margin + nb["top"]:margin + nb["top"] + size]
-            dr = nb["dr"]
-            if dr == 0 and not nb["row_runs"]:
-                np.greater_equal(top, centre, out=bit)
+    stride, margin = layout.stride, layout.margin
+    begin = margin + rows[0] * stride  # in the flat (margin-padded) arrays
+    size = (rows[1] - rows[0]) * stride
+    halo = layout.pad_rows * stride
+    centre_u8 = flat_u8[begin:begin + size]
+    low, high = buffers.low[:size], buffers.high[:size]
+    np.subtract(flat[begin:begin + size], np.float32(_TIE_MARGIN), out=low)
+    np.add(flat[begin:begin + size], np.float32(_TIE_MARGIN), out=high)
+    value, bit = buffers.value[:size], buffers.bit[:size]
+    lower = codes[begin - margin:begin - margin + size]  # codes against centre - margin
+    upper = buffers.upper[:size]
+    upper[...] = 0
+    bit_u8 = bit.view(np.uint8)
+    mixed_by_key = {}
+    # bit i is worth 2**i: Horner's scheme from the last neighbour down
+    for i in range(len(layout.neighbours) - 1, -1, -1):
+        row_low, row_high, dr, col_low, col_high, dc = layout.neighbours[i]
+        lower += lower
+        upper += upper
+        if row_low == row_high and col_low == col_high:  # a whole-pixel neighbour
+            at = begin + row_low * stride + col_low
+            np.greater_equal(flat_u8[at:at + size], centre_u8, out=bit)
+            lower += bit_u8
+            upper += bit_u8
+            continue
+        key = (col_low, col_high, dc)
+        if key not in mixed_by_key:
+            # (1 - dc) * left + dc * right on the chunk and `halo` around it
+            lo = begin - halo
+            left = flat[lo + col_low:lo + col_low + size + 2 * halo]
+            if col_low == col_high:
+                mixed_by_key[key] = left
             else:
-                # (1 - dr) * top + dr * bottom
-                bottom = interpolated[margin + nb["bottom"]:margin + nb["bottom"] + size]
-                if len(nb["row_runs"]) > _MAX_RUNS:
-                    one_minus_dr, dr = _row_weights(
-                        nb["height"], nb["row_key"], pad, tall_width, first_row, n_rows, count)
-                    np.multiply(top, one_minus_dr, out=value)
-                    np.multiply(bottom, dr, out=scratch)
-                    value += scratch
-                else:
-                    np.multiply(top, 1 - dr, out=value)
-                    np.multiply(bottom, dr, out=scratch)
-                    value += scratch
-                    value_rows, top_rows, bottom_rows = (
-                        per_image(value), per_image(top), per_image(bottom))
-                    for run_start, run_stop, fraction in nb["row_runs"]:
-                        rows = slice(max(run_start - first_row, 0),
-                                     max(min(run_stop - first_row, n_rows), 0))
-                        if rows.start < rows.stop:
-                            value_rows[:, rows] = (top_rows[:, rows] * (1 - fraction)
-                                                   + bottom_rows[:, rows] * fraction)
-                np.greater_equal(value, centre, out=bit)
-        np.left_shift(bit.view(np.uint8), codes.dtype.type(i), out=shifted)
-        out |= shifted
+                right = flat[lo + col_high:lo + col_high + size + 2 * halo]
+                mixed_by_key[key] = cv2.addWeighted(
+                    left, 1 - dc, right, dc, 0,
+                    dst=buffers.horizontal_buffer(len(mixed_by_key))[:size + 2 * halo])
+        mixed = mixed_by_key[key]
+        top = mixed[halo + row_low * stride:halo + row_low * stride + size]
+        if row_low == row_high:
+            interpolated = top
+        else:
+            bottom = mixed[halo + row_high * stride:halo + row_high * stride + size]
+            interpolated = cv2.addWeighted(top, 1 - dr, bottom, dr, 0, dst=value)
+        np.greater_equal(interpolated, low, out=bit)
+        lower += bit_u8
+        np.greater_equal(interpolated, high, out=bit)
+        upper += bit_u8
+    unsure = np.bitwise_xor(lower, upper, out=upper)
+    near_tie = unsure.astype(bool)
+    near_tie &= centre_u8 != 0
+    where = np.flatnonzero(near_tie)
+    return where + (begin - margin), unsure[where]
+
+
+def _exact_bits(flat_u8, where, unsure, layout, points, radius):
+    """scikit-image's bits ``unsure`` of the codes of some pixels, as it computes them.
+
+    Only the (pixel, neighbour) pairs flagged in ``unsure`` are computed:
+    ``(1 - dr) * ((1 - dc) * tl + dc * tr) + dr * ((1 - dc) * bl + dc * br)
+    >= centre`` in float64, with ``dr, dc`` the fractions of
+    ``r + row_offset`` and ``c + col_offset``.
+
+    Parameters
+    ----------
+    flat_u8 : ndarray, uint8
+        The padded images (:meth:`_Layout.pad`).
+    where : ndarray of int64
+        Positions of the pixels in the layout (without margin).
+    unsure : ndarray of unsigned int, same length
+        Bit ``i`` set: neighbour ``i`` must be computed.
+
+    Returns
+    -------
+    bits : ndarray like ``unsure``
+        The exact bits at the ``unsure`` positions, 0 elsewhere.
+    """
+    n_bits = 8 * unsure.itemsize
+    unsure = unsure.astype(unsure.dtype.newbyteorder("<"), copy=False)
+    flags = np.unpackbits(unsure.view(np.uint8).reshape(-1, unsure.itemsize), axis=1,
+                          bitorder="little")  # (pixels, n_bits): bit i of the code
+    pixel, neighbour = np.divmod(np.flatnonzero(flags.view(bool)), n_bits)
+    row_fractions, col_fractions, top_left, col_step, row_step = _exact_sampling(
+        layout.height, layout.width, points, radius)
+    position = where[pixel]
+    tall_row, col = np.divmod(position, layout.stride)
+    row = (tall_row - layout.pad_rows) % layout.block  # row inside its image
+    col -= layout.pad_cols
+    dr = row_fractions[neighbour * layout.height + row]
+    dc = col_fractions[neighbour * layout.width + col]
+    position += layout.margin
+    centre = flat_u8[position]
+    position += top_left[neighbour]
+    col_step, row_step = col_step[neighbour], row_step[neighbour]
+    one_minus_dc = 1 - dc
+    top = one_minus_dc * flat_u8[position]
+    top += dc * flat_u8[position + col_step]
+    position += row_step
+    bottom = one_minus_dc * flat_u8[position]
+    bottom += dc * flat_u8[position + col_step]
+    texture = (1 - dr) * top
+    texture += dr * bottom
+    bits = texture >= centre
+    return np.bincount(pixel[bits], weights=_POWERS_OF_TWO[neighbour[bits]],
+                       minlength=len(where)).astype(unsure.dtype)
+
+
+_POWERS_OF_TWO = 2.0 ** np.arange(32)
+
+
+@functools.lru_cache(maxsize=64)
+def _exact_sampling(height, width, points, radius):
+    """Tables for :func:`_exact_bits`, per neighbour, as scikit-image samples.
+
+    Returns
+    -------
+    row_fractions : ndarray of shape (P * H,), float64
+        ``(r + row_offset) - floor(r + row_offset)`` of neighbour ``i`` at
+        row ``r`` at ``i * H + r``.
+    col_fractions : ndarray of shape (P * W,), float64
+        The same along columns.
+    top_left, col_step, row_step : ndarray of shape (P,), int64
+        Flat offset of the top-left pixel in the layout, and from the left
+        to the right pixel and from the top to the bottom one.
+    """
+    stride = width + _sampling(height, width, points, radius)[2]
+    row_fractions, col_fractions, steps = [], [], []
+    for row, col in zip(*_neighbour_offsets(points, radius)):
+        row_low, row_high, row_fraction = _axis_sampling(height, row)
+        col_low, col_high, col_fraction = _axis_sampling(width, col)
+        row_fractions.append(row_fraction)
+        col_fractions.append(col_fraction)
+        steps.append((row_low * stride + col_low, col_high - col_low,
+                      (row_high - row_low) * stride))
+    steps = np.array(steps, np.int64)
+    tables = (np.concatenate(row_fractions), np.concatenate(col_fractions),
+              steps[:, 0].copy(), steps[:, 1].copy(), steps[:, 2].copy())
+    for table in tables:
+        table.flags.writeable = False
+    return tables
 
 
 def _grid_cells(height, width, grid):
@@ -465,9 +547,14 @@ def lbp_histograms(gray, radii_points=((8, 1),), method="uniform", grid=(1, 1)):
         parts = []
         for start in range(0, n, group):
             images = gray[start:start + group]
-            codes = lbp_codes(images, points, radius, "default" if merge_bins else method)
-            index = codes + _bin_offsets(len(images), height, width, grid, counted_bins)
-            counts = np.bincount(index.reshape(-1), minlength=len(images) * n_cells * counted_bins)
+            layout = _Layout(len(images), height, width, points, radius)
+            codes = _padded_codes(images, layout, points, radius)
+            if not merge_bins:
+                codes = _mapped(codes, points, method)  # the padding's garbage too
+            offsets = _bin_offsets(layout.key, grid, counted_bins)
+            n_slots = len(images) * n_cells * counted_bins
+            counts = np.bincount(np.add(codes, offsets, dtype=offsets.dtype),
+                                 minlength=n_slots + 1)[:n_slots]
             counts = counts.reshape(len(images), n_cells, counted_bins)
             if merge_bins:
                 counts = counts @ _bin_merging(points, method)
@@ -477,11 +564,23 @@ def lbp_histograms(gray, radii_points=((8, 1),), method="uniform", grid=(1, 1)):
 
 
 @functools.lru_cache(maxsize=32)
-def _bin_offsets(n, height, width, grid, n_bins):
-    """First histogram slot of every pixel: ``(image * n_cells + cell) * n_bins``."""
+def _bin_offsets(layout_key, grid, n_bins):
+    """First histogram slot of every position of a :class:`_Layout`.
+
+    ``(image * n_cells + cell) * n_bins`` for image pixels; the padding
+    points to a spare slot ``n * n_cells * n_bins``, dropped afterwards.
+
+    Returns
+    -------
+    offsets : ndarray of shape (layout.size,), int32 (int64 if needed), read-only
+    """
+    layout = _Layout(*layout_key)
     n_cells = grid[0] * grid[1]
-    cells = _grid_cells(height, width, grid)
-    offsets = (np.arange(n)[:, None, None] * n_cells + cells) * n_bins
+    spare = layout.n * n_cells * n_bins
+    dtype = np.int32 if spare + n_bins < np.iinfo(np.int32).max else np.int64
+    offsets = np.full(layout.size, spare, dtype=dtype)
+    cells = _grid_cells(layout.height, layout.width, grid)
+    layout.images_of(offsets)[...] = (np.arange(layout.n)[:, None, None] * n_cells + cells) * n_bins
     offsets.flags.writeable = False
     return offsets
 
