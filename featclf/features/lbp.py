@@ -675,6 +675,7 @@ class LBP(FeatureExtractor):
         "grid": ["array-like", numbers.Integral],
         "n_jobs": [numbers.Integral, None],
     }
+    _chunk_as_stack = True
 
     def __init__(self, radii_points=((8, 1),), method="uniform", grid=(1, 1), n_jobs=None):
         self.radii_points = radii_points
@@ -690,6 +691,15 @@ class LBP(FeatureExtractor):
     def _transform_chunk(self, images):
         pairs = _check_radii_points(self.radii_points, self.method)
         grid = _check_grid(self.grid)
+        if isinstance(images, np.ndarray):  # a stack: one size, made gray at once
+            n, height, width = images.shape[:3]
+            if images.ndim == 4:  # RGB rows side by side: one cv2 call
+                images = to_gray(images.reshape(n * height, width, -1)).reshape(n, height, width)
+            gray = to_uint8(images)
+            if height < grid[0] or width < grid[1]:
+                raise ImageError(0, f"image of {height}x{width} pixels is smaller "
+                                 f"than the LBP grid {grid}")
+            return lbp_histograms(gray, pairs, self.method, grid)
         gray = [to_uint8(to_gray(image)) for image in images]
         for index, image in enumerate(gray):
             if image.shape[0] < grid[0] or image.shape[1] < grid[1]:
