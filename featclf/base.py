@@ -104,6 +104,10 @@ class ImageTransformer(TransformerMixin, BaseEstimator):
         batch = as_image_batch(X)
         results = _map_chunks(self, batch)
         if self._output == "features":
+            only = results[0]
+            if len(results) == 1 and only.flags.owndata and only.flags.writeable:
+                # no copy: writing a fresh output costs as much as fast extractors' work
+                return only.astype(np.float32, copy=False)
             return np.concatenate(results, axis=0).astype(np.float32, copy=False)
         flat = [item for chunk in results for item in chunk]
         if self._output == "images":

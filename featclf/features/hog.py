@@ -74,12 +74,12 @@ def _pair(value, name):
 def _gradients(planes, crop):
     """Central-difference gradients, zero on the border, of each image plane.
 
-    Only the top-left ``crop`` of each plane is returned: the pixels right
-    of or below the last whole cell vote in no histogram. Without a crop
-    the differences run on the flattened stack as contiguous 1-D
-    subtractions, and the values that straddle two rows or two images are
-    then overwritten by the zero border, as in
-    ``skimage.feature._hog_channel_gradient``.
+    The differences run on the flattened stack as contiguous 1-D
+    subtractions; the values that straddle two rows or two images are then
+    overwritten by the zero border, as in
+    ``skimage.feature._hog_channel_gradient``. Only the top-left ``crop`` of
+    each plane is returned (copied, contiguous): the pixels right of or
+    below the last whole cell vote in no histogram.
 
     Parameters
     ----------
@@ -92,33 +92,20 @@ def _gradients(planes, crop):
     g_row, g_col : ndarray of shape (..., Hc, Wc), float32, C-contiguous
     """
     height, width = planes.shape[-2:]
-    crop_rows, crop_cols = crop
-    if (crop_rows, crop_cols) == (height, width):
-        flat = planes.reshape(-1)
-        g_row = np.empty_like(flat)
-        g_col = np.empty_like(flat)
-        np.subtract(flat[2 * width:], flat[:-2 * width], out=g_row[width:-width])
-        np.subtract(flat[2:], flat[:-2], out=g_col[1:-1])
-        g_row = g_row.reshape(planes.shape)
-        g_col = g_col.reshape(planes.shape)
-    else:
-        shape = planes.shape[:-2] + (crop_rows, crop_cols)
-        g_row = np.empty(shape, dtype=np.float32)
-        g_col = np.empty(shape, dtype=np.float32)
-        # rows 1 .. last computed row (height - 2 at most)
-        row_stop, col_stop = min(crop_rows, height - 1), min(crop_cols, width - 1)
-        if row_stop > 1:
-            np.subtract(planes[..., 2:row_stop + 1, :crop_cols],
-                        planes[..., :row_stop - 1, :crop_cols], out=g_row[..., 1:row_stop, :])
-        if col_stop > 1:
-            np.subtract(planes[..., :crop_rows, 2:col_stop + 1],
-                        planes[..., :crop_rows, :col_stop - 1], out=g_col[..., 1:col_stop])
-        g_row[..., max(row_stop, 1):, :] = 0
-        g_col[..., max(col_stop, 1):] = 0
+    flat = planes.reshape(-1)
+    g_row = np.empty_like(flat)
+    g_col = np.empty_like(flat)
+    np.subtract(flat[2 * width:], flat[:-2 * width], out=g_row[width:-width])
+    np.subtract(flat[2:], flat[:-2], out=g_col[1:-1])
+    g_row = g_row.reshape(planes.shape)
+    g_col = g_col.reshape(planes.shape)
     g_row[..., 0, :] = 0
-    g_row[..., height - 1:, :] = 0
+    g_row[..., -1, :] = 0
     g_col[..., :, 0] = 0
-    g_col[..., :, width - 1:] = 0
+    g_col[..., :, -1] = 0
+    if tuple(crop) != (height, width):  # a copy is cheaper than strided work later
+        g_row = np.ascontiguousarray(g_row[..., :crop[0], :crop[1]])
+        g_col = np.ascontiguousarray(g_col[..., :crop[0], :crop[1]])
     return g_row, g_col
 
 

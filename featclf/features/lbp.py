@@ -555,9 +555,10 @@ def lbp_histograms(gray, radii_points=((8, 1),), method="uniform", grid=(1, 1)):
             n_slots = len(images) * n_cells * counted_bins
             counts = np.bincount(np.add(codes, offsets, dtype=offsets.dtype),
                                  minlength=n_slots + 1)[:n_slots]
-            counts = counts.reshape(len(images), n_cells, counted_bins)
-            if merge_bins:
+            counts = counts.reshape(len(images) * n_cells, counted_bins)
+            if merge_bins:  # one 2-D product (a stack of small ones is far slower)
                 counts = counts @ _bin_merging(points, method)
+            counts = counts.reshape(len(images), n_cells, n_bins)
             parts.append((counts / pixels_per_cell[:, None]).reshape(len(images), -1))
         blocks.append(np.concatenate(parts))
     return np.concatenate(blocks, axis=1).astype(np.float32)
