@@ -80,8 +80,11 @@ def test_float_input_equals_skimage():
 def test_chunked_and_parallel_equal_single(gray_images, monkeypatch):
     images = np.concatenate([gray_images] * 3)
     single = HOG(pixels_per_cell=6, cells_per_block=2).fit(images).transform(images)
+    monkeypatch.setattr(HOG, "_min_pixels_per_job", 1)  # parallel even for this small batch
     parallel = HOG(pixels_per_cell=6, cells_per_block=2, n_jobs=2).fit(images).transform(images)
     np.testing.assert_array_equal(parallel, single)
+    as_list = HOG(pixels_per_cell=6, cells_per_block=2).fit(images).transform(list(images))
+    np.testing.assert_array_equal(as_list, single)
     monkeypatch.setattr(HOG, "_chunk_size", 5)
     chunked = HOG(pixels_per_cell=6, cells_per_block=2).fit(images).transform(images)
     np.testing.assert_array_equal(chunked, single)
@@ -89,6 +92,19 @@ def test_chunked_and_parallel_equal_single(gray_images, monkeypatch):
     monkeypatch.setattr("featclf.features.hog._GROUP_PIXELS", 3 * 48 * 40)
     grouped = hog_batch(to_float(images), 9, (6, 6), (2, 2))
     np.testing.assert_array_equal(grouped, single)
+    np.testing.assert_array_equal(hog_batch(images, 9, (6, 6), (2, 2)), single)  # uint8 input
+
+
+@pytest.mark.parametrize("color", [False, True], ids=["gray", "rgb"])
+def test_exact_fallback_bins_every_pixel_like_skimage(color, monkeypatch):
+    """With a tolerance of a whole bin, every pixel with a non-zero row
+    gradient is binned by the float64 path: it alone matches skimage."""
+    monkeypatch.setattr("featclf.features.hog._EDGE_TOLERANCE_DEG", 180.0)
+    images = _real_images((37, 45), color)
+    got = HOG(9, (8, 8), (2, 2)).fit(images).transform(images)
+    for image, row in zip(images, got):
+        np.testing.assert_allclose(row, _reference(image, 9, (8, 8), (2, 2), "L2-Hys", False),
+                                   atol=1e-5, rtol=0)
 
 
 def test_feature_names(rgb_images):

@@ -100,13 +100,51 @@ def test_chunked_and_parallel_equal_single(gray_images, monkeypatch):
     images = np.concatenate([gray_images] * 3)
     params = dict(radii_points=[(8, 1), (24, 3)], grid=(2, 2))
     single = LBP(**params).fit(images).transform(images)
+    monkeypatch.setattr(LBP, "_min_pixels_per_job", 1)  # parallel even for this small batch
     parallel = LBP(**params, n_jobs=2).fit(images).transform(images)
     np.testing.assert_array_equal(parallel, single)
     monkeypatch.setattr(LBP, "_chunk_size", 5)
     monkeypatch.setattr("featclf.features.lbp._GROUP_PIXELS", 3 * 48 * 40)
     monkeypatch.setattr("featclf.features.lbp._CHUNK_PIXELS", 7 * 44)
+    monkeypatch.setattr("featclf.features.lbp._EXACT_BATCH", 3)
     chunked = LBP(**params).fit(images).transform(images)
     np.testing.assert_array_equal(chunked, single)
+    as_list = LBP(**params).fit(images).transform(list(images))
+    np.testing.assert_array_equal(as_list, single)
+
+
+@pytest.mark.parametrize("points, radius", [(8, 1), (16, 2), (6, 0.7), (24, 3)])
+def test_exact_path_alone_equals_skimage(points, radius, monkeypatch):
+    """Every bit of every pixel with a non-zero centre decided by the float64
+    path (a tie margin wider than any pixel difference)."""
+    monkeypatch.setattr("featclf.features.lbp._TIE_MARGIN", 300.0)
+    method = "default" if points <= 16 else "uniform"
+    for image in _test_images():
+        stack = np.stack([image, image[::-1]])
+        for got, img in zip(lbp_codes(stack, points, radius, method), stack):
+            np.testing.assert_array_equal(got, local_binary_pattern(img, points, radius, method))
+
+
+def test_near_ties_are_found_and_decided_exactly():
+    """Flat areas: the float32 pass cannot decide (its value equals the centre
+    up to rounding); the float64 path gives scikit-image's bits."""
+    from featclf.features import lbp as lbp_module
+
+    image = np.full((40, 37), 77, np.uint8)
+    image[10:20, 5:30] = 78
+    layout = lbp_module._Layout(1, *image.shape, 8, 1.0)
+    flat_u8 = layout.pad(image[None])
+    codes = np.zeros(layout.size, np.uint8)
+    buffers = lbp_module._ChunkBuffers(layout.size, layout.stride, np.uint8)
+    rows = (layout.pad_rows, layout.n_rows - layout.pad_rows)
+    where, unsure = lbp_module._chunk_codes(flat_u8.astype(np.float32), flat_u8, codes, rows,
+                                            layout, buffers)
+    assert where.size > 0.5 * image.size  # most pixels have a flat diagonal neighbour
+    assert np.all(np.bitwise_count(unsure) >= 1)
+    exact = lbp_module._exact_bits(flat_u8, where, unsure, layout, 8, 1.0)
+    codes[where] = (codes[where] & ~unsure) | exact
+    np.testing.assert_array_equal(layout.images_of(codes)[0],
+                                  local_binary_pattern(image, 8, 1, "default"))
 
 
 def test_feature_names(gray_images):
