@@ -65,8 +65,8 @@ _MERGE_BINS_POINTS = 10
 #: pixels per group of images padded, coded and counted at once.
 _GROUP_PIXELS = 1 << 20
 
-#: pixels whose codes are computed at once (float32 temporaries of 256 KiB).
-_CHUNK_PIXELS = 1 << 16
+#: pixels whose codes are computed at once (float32 temporaries of 128 KiB).
+_CHUNK_PIXELS = 1 << 15
 
 #: an interpolated neighbour whose float32 value is within this of the
 #: centre is compared again in float64 (the float32 value is within 1e-4 of
@@ -439,19 +439,15 @@ def _exact_bits(flat_u8, where, unsure, layout, points, radius):
     bits : ndarray like ``unsure``
         The exact bits at the ``unsure`` positions, 0 elsewhere.
     """
-    n_bits = 8 * unsure.itemsize
-    unsure = unsure.astype(unsure.dtype.newbyteorder("<"), copy=False)
-    flags = np.unpackbits(unsure.view(np.uint8).reshape(-1, unsure.itemsize), axis=1,
-                          bitorder="little")  # (pixels, n_bits): bit i of the code
-    pixel, neighbour = np.divmod(np.flatnonzero(flags.view(bool)), n_bits)
+    pixel, neighbour = _set_bits(unsure)
     row_fractions, col_fractions, top_left, col_step, row_step = _exact_sampling(
         layout.height, layout.width, points, radius)
-    position = where[pixel]
-    tall_row, col = np.divmod(position, layout.stride)
+    tall_row, col = np.divmod(where, layout.stride)  # per pixel, then per pair
     row = (tall_row - layout.pad_rows) % layout.block  # row inside its image
     col -= layout.pad_cols
-    dr = row_fractions[neighbour * layout.height + row]
-    dc = col_fractions[neighbour * layout.width + col]
+    dr = row_fractions[neighbour * layout.height + row[pixel]]
+    dc = col_fractions[neighbour * layout.width + col[pixel]]
+    position = where[pixel]
     position += layout.margin
     centre = flat_u8[position]
     position += top_left[neighbour]
@@ -470,6 +466,29 @@ def _exact_bits(flat_u8, where, unsure, layout, points, radius):
 
 
 _POWERS_OF_TWO = 2.0 ** np.arange(32)
+
+
+def _set_bits(masks):
+    """The set bits of unsigned ``masks``, as (index, bit position) pairs.
+
+    Peels the lowest set bit of every mask at a time (near-tie masks have
+    one or two bits set).
+
+    Returns
+    -------
+    index, bit : ndarray of int64
+    """
+    indices, bits = [], []
+    index = np.arange(len(masks))
+    masks = masks.astype(np.int64)
+    while index.size:
+        lowest = masks & -masks
+        indices.append(index)
+        bits.append(np.bitwise_count(lowest - 1))
+        masks ^= lowest
+        left = np.flatnonzero(masks)
+        index, masks = index[left], masks[left]
+    return np.concatenate(indices), np.concatenate(bits).astype(np.int64)
 
 
 @functools.lru_cache(maxsize=64)
