@@ -26,8 +26,10 @@ How it stays exact while being vectorised: orientations are computed in
 float32 (``cv2.cartToPolar``, fast) and every pixel whose angle lies within 0.05 degree
 of a bin edge is recomputed in float64 exactly as scikit-image does (its
 bin edges are float32 values, and an angle equal to 180 after the modulo
-falls in no bin). Cell sums use ``np.bincount``; block norms use sums over
-a sliding-window view.
+falls in no bin). Only the pixels of whole cells are binned (the images are
+cropped after the gradient step), cell sums use one ``np.bincount`` over a
+group of images, and the blocks are written straight into the output, one
+strided copy per cell position in the block, then normalised in place.
 
 References
 ----------
