@@ -2,9 +2,10 @@
 
 A step subclasses :class:`ImageTransformer` and implements
 ``_transform_chunk(images)``, which receives a list of validated images (see
-:mod:`featclf.io`; a stack, that is an ndarray view of the batch, for steps
-that set ``_chunk_as_stack`` when the batch is a stack) and returns either a float32 feature matrix (fixed-length
-extractors), a list of images (preprocessing) or a list of descriptor sets.
+:mod:`featclf.io`; steps that set ``_chunk_as_stack`` get an ndarray view of
+the batch instead when the batch is a stack) and returns either a float32
+feature matrix (fixed-length extractors), a list of images (preprocessing) or
+a list of descriptor sets.
 The base class does the rest the same way for every step: input validation,
 splitting the batch into chunks (so paths are decoded and features computed
 a chunk at a time), running chunks in parallel with joblib's ``n_jobs``
@@ -27,8 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from joblib._parallel_backends import ThreadingBackend
-from joblib.parallel import get_active_backend
+from joblib.parallel import ThreadingBackend, get_active_backend
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import ThreadpoolController
@@ -213,7 +213,11 @@ def _map_chunks(step, batch):
 
 @functools.cache
 def _threadpool_controller():
-    """One ``ThreadpoolController`` per process (building one costs ~0.5 ms)."""
+    """One ``ThreadpoolController`` per process (building one costs ~0.5 ms).
+
+    It limits the BLAS/OpenMP libraries loaded when it is first built
+    (numpy's and OpenCV's, imported with this module).
+    """
     return ThreadpoolController()
 
 

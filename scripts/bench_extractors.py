@@ -367,7 +367,8 @@ def main(argv=None):
     rows = run_benchmark(sizes, args.repeats, args.only)
     load_after = " ".join(f"{v:.1f}" for v in os.getloadavg())
     for (extractor, size), ratio in parallel_ratios(rows).items():
-        print(f"{extractor:>15} {_size_text(size):>8} featclf n_jobs=2 / n_jobs=1 speed {ratio:.2f}x")
+        print(f"{extractor:>15} {_size_text(size):>8} featclf n_jobs=2 / n_jobs=1 "
+              f"speed {ratio:.2f}x")
     print(f"load average before/after: {load_before} / {load_after}")
     memory_line = memory_check(args.mnist) if args.memory else ""
     if args.output:
