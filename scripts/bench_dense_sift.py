@@ -13,6 +13,16 @@ the same :class:`featclf.encoding.BagOfVisualWords` (hard assignment,
 1x1 + 2x2 spatial pyramid, codebook fitted on training descriptors only),
 square root (Hellinger) and a linear SVM.
 
+The reference is the fastest ``cv2.SIFT.compute`` configuration for these
+keypoints: with upright keypoints of octave 0 OpenCV builds one octave of
+its Gaussian pyramid and describes every keypoint on its first layer
+(``nOctaveLayers=1`` gives identical descriptors but is slower: larger
+blurs between its layers).
+
+``--output`` writes the Markdown tables into one page (default
+``docs/dense_sift.md``), replacing only this mode's section (speed or
+accuracy), with the command, the machine and the load average.
+
 Run from the repository root::
 
     python scripts/bench_dense_sift.py
@@ -20,6 +30,11 @@ Run from the repository root::
 """
 
 import argparse
+import contextlib
+import datetime
+import io
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -74,6 +89,7 @@ def bench_speed(sizes, grids, repeats):
 def print_speed(rows, repeats):
     print(f"dense SIFT vs cv2.SIFT.compute on the same keypoints: median wall time of "
           f"{repeats} interleaved repeats over 4 photos; OpenCV/BLAS single thread")
+    print()
     print("| grid | size | contender | n_jobs | ms/image (median) "
           "| speed-up vs cv2.SIFT.compute (medians) | speed-up (best runs) |")
     print("|---|---|---|---|---:|---:|---:|")
@@ -110,6 +126,7 @@ def bench_accuracy(root, step, patch_sizes, n_words, seed):
           f"read in {time.perf_counter() - start:.0f} s; grid step={step}, "
           f"patch_sizes={patch_sizes}; BagOfVisualWords(hard, {n_words} words, "
           "pyramid_levels=1), square root, LinearSVC")
+    print()
     cv2.setNumThreads(1)
     # OpenCV blurs its first octave with sigma 1.52; magnif gives DenseSIFT the same
     matched_magnif = (patch_sizes[0] / 4) / np.sqrt(1.6**2 - 0.5**2)
@@ -146,7 +163,7 @@ def bench_accuracy(root, step, patch_sizes, n_words, seed):
         accuracy = float(np.mean(predicted == y_test))
         recall = np.mean([np.mean(predicted[y_test == c] == c) for c in np.unique(y_test)])
         print(f"| {name} | {extraction:.0f} | {accuracy:.3f} | {recall:.3f} |", flush=True)
-    print(f"total {time.perf_counter() - start:.0f} s")
+    print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
 def main(argv=None):
@@ -162,8 +179,12 @@ def main(argv=None):
     parser.add_argument("--grid", default="8:16", help="grid for --accuracy")
     parser.add_argument("--words", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="docs/dense_sift.md",
+                        help="Markdown page to update ('' for none; default %(default)s)")
     args = parser.parse_args(argv)
-    with threadpool_limits(1):
+    load_before = _load_average()
+    printed = io.StringIO()
+    with threadpool_limits(1), contextlib.redirect_stdout(_Tee(sys.stdout, printed)):
         if args.accuracy:
             step, patch_sizes = parse_grid(args.grid)
             bench_accuracy(args.data, step, patch_sizes, args.words, args.seed)
@@ -171,7 +192,56 @@ def main(argv=None):
             rows = bench_speed(args.sizes, [parse_grid(g) for g in args.grids],
                                args.repeats)
             print_speed(rows, args.repeats)
+    if args.output:
+        command = " ".join(["python scripts/bench_dense_sift.py"] + list(
+            sys.argv[1:] if argv is None else argv))
+        section = "Accuracy" if args.accuracy else "Speed"
+        body = (f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC} with "
+                f"`{command}` on {platform.machine()}, {os.cpu_count()} CPUs, OpenCV "
+                f"{cv2.__version__}; load average before / after: {load_before} / "
+                f"{_load_average()} (the machine is shared: absolute times are noisy, the "
+                "ratios come from the same interleaved run).\n\n" + printed.getvalue())
+        write_section(Path(args.output), section, body)
+        print(f"wrote the {section.lower()} section of {args.output}")
     return 0
+
+
+class _Tee(io.TextIOBase):
+    """Write to several text streams."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()
+
+
+def _load_average():
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def write_section(path, section, body):
+    """Replace (or add) the ``## section`` of the Markdown page ``path``."""
+    title = "# Dense SIFT: featclf DenseSIFT vs OpenCV's SIFT on the same grid"
+    sections = {}
+    if path.exists():
+        for chunk in path.read_text().split("\n## ")[1:]:
+            name, _, text = chunk.partition("\n")
+            sections[name.strip()] = text.strip("\n")
+    sections[section] = body.strip("\n")
+    order = ["Speed", "Accuracy"] + sorted(set(sections) - {"Speed", "Accuracy"})
+    parts = [title, "", "Written by `scripts/bench_dense_sift.py` (see its docstring)."]
+    for name in order:
+        if name in sections:
+            parts += ["", f"## {name}", "", sections[name]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts) + "\n")
 
 
 if __name__ == "__main__":
