@@ -1,6 +1,7 @@
 """SIFT and DenseSIFT: descriptor geometry, normalisation, orientation binning,
 agreement with OpenCV's SIFT on the same grid, and parallel determinism."""
 
+import cv2
 import numpy as np
 import pytest
 from skimage import data
@@ -279,6 +280,19 @@ def test_lattice_pooling_equals_full_convolution(cell, n_images, camera):
     assert lattice.shape == filtered.shape == (n_images, len(rows), len(cols), 8)
     np.testing.assert_allclose(lattice, filtered, rtol=1e-5, atol=1e-6)
     assert filtered.max() > 0.1
+    # and both equal the definition: each orientation channel convolved in
+    # full with the 2-D triangular kernel (zero outside the image), sampled
+    triangle = (1.0 - np.abs(np.arange(1 - cell, cell)) / cell).astype(np.float32)
+    bins = np.arange(8)
+    distance = np.abs(position[..., None] - bins)
+    distance = np.minimum(distance, 8 - distance)  # around the circle
+    channels = magnitude[..., None] * np.maximum(0.0, 1.0 - distance)  # (H, n, W, 8)
+    for image in range(n_images):
+        for k in bins:
+            full = cv2.sepFilter2D(np.ascontiguousarray(channels[:, image, :, k]), -1, triangle,
+                                   triangle, borderType=cv2.BORDER_CONSTANT)
+            np.testing.assert_allclose(lattice[image, :, :, k], full[np.ix_(rows, cols)],
+                                       rtol=1e-4, atol=1e-5)
     # the dispatcher picks the lattice path for evenly spaced rows and columns
     np.testing.assert_array_equal(
         _pooled_orientation_maps(magnitude, position, 8, cell, rows, cols), lattice)
