@@ -10,8 +10,9 @@ turns into a fixed-length matrix. Colour images are converted to gray with
   detector and describes them with OpenCV's SIFT descriptor.
 * :class:`DenseSIFT` computes SIFT descriptors on a regular grid at one or
   several patch sizes, the way VLFeat's ``vl_dsift`` / ``vl_phow`` do: the
-  whole image is filtered once per orientation and scale, so the cost does
-  not grow with the number of grid points (see its docstring).
+  image's orientation channels are pooled once per scale, at the cell
+  centres the grid needs, and every descriptor is read off them (see its
+  docstring).
 * :func:`opencv_sift_on_grid` computes OpenCV's SIFT descriptor on the same
   grid as :class:`DenseSIFT`, as the reference for comparisons.
 """
@@ -233,10 +234,10 @@ class DenseSIFT(ImageTransformer):
     """SIFT descriptors on a dense grid, at one or several patch sizes (PHOW).
 
     A vectorised NumPy/OpenCV version of VLFeat's ``vl_dsift`` (fast mode)
-    and ``vl_phow``: instead of describing each patch separately, the image
-    is filtered once per orientation and scale and the descriptors are read
-    off the filtered maps at the grid points, so the cost barely depends on
-    the grid density.
+    and ``vl_phow``: instead of describing each patch separately, each
+    orientation channel of the image is pooled once per scale at the cell
+    centres the grid needs, and the descriptors are read off the pooled
+    maps, so the cost barely depends on the grid density.
 
     Algorithm, for each patch size ``P`` (cell size ``c = P / n_cells``):
 
@@ -326,9 +327,17 @@ class DenseSIFT(ImageTransformer):
     dominant orientation) and the Gaussian window is applied per cell
     (fast mode) rather than per pixel.
 
-    Small images of one size are described together, stacked into one
-    mosaic with zero-gradient gaps (fewer calls per image); every image's
-    descriptors are exactly those it gets alone.
+    Implementation: images of one size are described together, side by
+    side in one array (fewer calls per image), each filtered with its own
+    borders; every image's descriptors are exactly (bit for bit) those it
+    gets alone. Smoothing and differentiation are one separable filter per
+    direction. When the grid step is a multiple of the cell size (the
+    default grid) the cell centres form a lattice with spacing ``c``, and
+    step 4 is evaluated only there: each ``c x c`` block of pixels between
+    lattice points is reduced to its four bilinear weighted sums by one
+    matrix product per orientation (:func:`_pooled_on_lattice`); other
+    grids filter the channels (:func:`_pooled_by_filtering`). Both give the
+    convolution's values up to float rounding.
 
     References
     ----------
@@ -530,10 +539,11 @@ def _cell_window(cell, n_cells, window_size):
 
 
 #: pixels per batch of same-size images in :meth:`DenseSIFT._transform_chunk`
-#: and per band in the pooling functions (a band's planes then stay in cache)
 _BATCH_PIXELS = 65536
+#: pixels per band in :func:`_pooled_by_filtering` and block pixels per band
+#: in :func:`_pooled_on_lattice` (a band's arrays then stay in cache; the
+#: lattice's bands are equal, and larger bands measured faster there)
 _BAND_PIXELS = 65536
-#: block pixels per band in :func:`_pooled_on_lattice`
 _LATTICE_BAND_PIXELS = 131072
 
 #: :func:`_gray_side_by_side` pads every image's width to a multiple of this
