@@ -199,8 +199,9 @@ def main(argv=None):
         body = (f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC} with "
                 f"`{command}` on {platform.machine()}, {os.cpu_count()} CPUs, OpenCV "
                 f"{cv2.__version__}; load average before / after: {load_before} / "
-                f"{_load_average()} (the machine is shared: absolute times are noisy, the "
-                "ratios come from the same interleaved run).\n\n" + printed.getvalue())
+                f"{_load_average()} (the machine is shared: absolute times are noisy"
+                + ("" if args.accuracy else ", the ratios come from the same interleaved run")
+                + ").\n\n" + printed.getvalue())
         write_section(Path(args.output), section, body)
         print(f"wrote the {section.lower()} section of {args.output}")
     return 0
