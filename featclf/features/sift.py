@@ -405,22 +405,33 @@ class DenseSIFT(ImageTransformer):
         self._patch_sizes()
         self.n_dims_ = self.n_cells**2 * self.n_bins_orientation
 
+    #: a stack batch arrives as one array (no per-image views)
+    _chunk_as_stack = True
+
     def _transform_chunk(self, images):
         patch_sizes = self._patch_sizes()
-        by_kind = {}
-        for index, image in enumerate(images):
-            by_kind.setdefault((image.shape, image.dtype.str), []).append(index)
+        if isinstance(images, np.ndarray):  # a stack: one shape and dtype
+            groups = [range(len(images))]
+        else:
+            by_kind = {}
+            for index, image in enumerate(images):
+                by_kind.setdefault((image.shape, image.dtype.str), []).append(index)
+            groups = by_kind.values()
         sets = [None] * len(images)
-        for (shape, _), indices in by_kind.items():
+        for indices in groups:
+            height, width = images[indices[0]].shape[:2]
             # images of one size and dtype are described together, in equal
             # batches of at most about _BATCH_PIXELS pixels (fewer calls per
             # image, and a working set that stays in cache)
-            n_batches = -(-len(indices) * shape[0] * shape[1] // _BATCH_PIXELS)
+            n_batches = -(-len(indices) * height * width // _BATCH_PIXELS)
             per_batch = -(-len(indices) // n_batches)
             for start in range(0, len(indices), per_batch):
                 batch = indices[start:start + per_batch]
-                stack = _gray_side_by_side([images[i] for i in batch])
-                described = self._describe_same_size(stack, shape[1], patch_sizes)
+                if isinstance(images, np.ndarray):
+                    stack = _gray_side_by_side(images[batch[0]:batch[-1] + 1])
+                else:
+                    stack = _gray_side_by_side([images[i] for i in batch])
+                described = self._describe_same_size(stack, width, patch_sizes)
                 for index, descriptor_set in zip(batch, described):
                     sets[index] = descriptor_set
         return sets
@@ -557,7 +568,7 @@ def _gray_side_by_side(images):
 
     Parameters
     ----------
-    images : list of ndarray of shape (H, W) or (H, W, 3)
+    images : list of ndarray of shape (H, W) or (H, W, 3), or ndarray of shape (n, H, W[, 3])
 
     Returns
     -------
@@ -574,7 +585,10 @@ def _gray_side_by_side(images):
     height, width = first.shape[:2]
     padded_width = width + -width % _COLUMN_ALIGNMENT
     stack = np.empty((height, len(images), padded_width) + first.shape[2:], first.dtype)
-    np.stack(images, axis=1, out=stack[:, :, :width])
+    if isinstance(images, np.ndarray):
+        stack[:, :, :width] = np.swapaxes(images, 0, 1)
+    else:
+        np.stack(images, axis=1, out=stack[:, :, :width])
     stack[:, :, width:] = stack[:, :, width - 1:width]
     if stack.dtype == np.uint8:  # to_float's values (x / 255 in float32), one pass
         stack = np.divide(stack, np.float32(255), dtype=np.float32)
