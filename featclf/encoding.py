@@ -7,7 +7,8 @@
    descriptors, spread evenly over the images, optionally reduces them with
    PCA, and fits a vocabulary on the sample: k-means centres
    (:class:`~sklearn.cluster.MiniBatchKMeans`, k-means++ seeding, mini-batches
-   of 4096) for the ``hard``, ``soft`` and ``vlad`` encodings, a diagonal
+   of 4096, or full-batch Lloyd iterations with ``lloyd_iterations``) for
+   the ``hard``, ``soft`` and ``vlad`` encodings, a diagonal
    Gaussian mixture (:class:`~sklearn.mixture.GaussianMixture`, k-means++
    seeding, EM, variances floored at ``GMM_VARIANCE_FLOOR`` times the mean
    sample variance) for ``fisher``. Nothing is
@@ -95,7 +96,7 @@ import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.cluster import MiniBatchKMeans
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 from sklearn.utils import check_random_state
@@ -166,6 +167,15 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         Chatfield et al. (2011) use for Fisher vectors and VLAD (three
         horizontal bands). Every grid gets the same weight. Needs
         ``pyramid_levels=0``.
+    lloyd_iterations : int or None, default=None
+        ``None`` fits the k-means vocabulary with
+        :class:`~sklearn.cluster.MiniBatchKMeans` (fast; its early stopping
+        often ends after a few passes over the sample). An int runs
+        full-batch Lloyd k-means (:class:`~sklearn.cluster.KMeans`,
+        k-means++ seeding, one initialisation) for at most that many
+        iterations: lower distortion for a few times the fit cost (on
+        15-Scene, 20 iterations lift the 400-word spatial pyramid by about
+        one point). Not used by ``fisher``.
     max_descriptors : int, default=100_000
         At most this many training descriptors (a seeded sample, spread
         evenly over the images) are used to fit the vocabulary.
@@ -263,6 +273,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         "encoding": [StrOptions(set(_ENCODINGS))],
         "pyramid_levels": [Interval(numbers.Integral, 0, None, closed="left")],
         "spatial_grids": ["array-like", None],
+        "lloyd_iterations": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "max_descriptors": [Interval(numbers.Integral, 1, None, closed="left")],
         "soft_sigma": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "soft_neighbors": [Interval(numbers.Integral, 1, None, closed="left"), None],
@@ -281,6 +292,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         encoding="hard",
         pyramid_levels=0,
         spatial_grids=None,
+        lloyd_iterations=None,
         max_descriptors=100_000,
         soft_sigma=None,
         soft_neighbors=None,
@@ -295,6 +307,7 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
         self.encoding = encoding
         self.pyramid_levels = pyramid_levels
         self.spatial_grids = spatial_grids
+        self.lloyd_iterations = lloyd_iterations
         self.max_descriptors = max_descriptors
         self.soft_sigma = soft_sigma
         self.soft_neighbors = soft_neighbors
@@ -382,12 +395,18 @@ class BagOfVisualWords(TransformerMixin, BaseEstimator):
             self.gmm_weights_ = gmm.weights_.astype(np.float64)
             self.gmm_variances_ = gmm.covariances_.astype(np.float64)
         else:
-            kmeans = MiniBatchKMeans(
-                self.n_words,
-                batch_size=4096,
-                n_init=1,
-                random_state=_seed(rng),
-            ).fit(sample)
+            if self.lloyd_iterations is None:
+                kmeans = MiniBatchKMeans(
+                    self.n_words, batch_size=4096, n_init=1, random_state=_seed(rng)
+                )
+            else:
+                kmeans = KMeans(
+                    self.n_words,
+                    n_init=1,
+                    max_iter=self.lloyd_iterations,
+                    random_state=_seed(rng),
+                )
+            kmeans.fit(sample)
             self.codebook_ = kmeans.cluster_centers_.astype(np.float32)
             if self.encoding == "soft":
                 self.sigma_ = (

@@ -114,10 +114,11 @@ def rows(seed, n_jobs):
         return BagOfVisualWords(random_state=seed, n_jobs=n_jobs, **params)
 
     return {
-        "flat": ("flat bag of words", "hard, 400 words, L=0, HIK SVM",
-                 bovw(n_words=400), "hik", [0.3, 1, 3, 10, 30]),
-        "spm": ("spatial pyramid", "hard, 400 words, L=2, HIK SVM",
-                bovw(n_words=400, pyramid_levels=2), "hik", [0.3, 1, 3, 10, 30]),
+        "flat": ("flat bag of words", "hard, 400 words (Lloyd, 20 it.), L=0, HIK SVM",
+                 bovw(n_words=400, lloyd_iterations=20), "hik", [0.3, 1, 3, 10, 30]),
+        "spm": ("spatial pyramid", "hard, 400 words (Lloyd, 20 it.), L=2, HIK SVM",
+                bovw(n_words=400, lloyd_iterations=20, pyramid_levels=2), "hik",
+                [0.3, 1, 3, 10, 30]),
         "spmsoft": ("spatial pyramid", "soft (5 nearest words), 400 words, L=2, HIK SVM",
                     bovw(n_words=400, encoding="soft", soft_neighbors=5, pyramid_levels=2),
                     "hik", [0.3, 1, 3, 10, 30]),

@@ -507,3 +507,27 @@ def test_root_sift_refuses_negative_descriptors():
     enc = BagOfVisualWords(3, root_sift=True, random_state=0).fit(positive)
     with pytest.raises(ValueError, match="image 1 has negative"):
         enc.transform([positive[0], sets[0]])
+
+
+# ------------------------------------------------------------ Lloyd k-means
+def _distortion(enc, sets):
+    desc = np.concatenate([s.descriptors for s in sets]).astype(np.float64)
+    sq = ((desc[:, None, :] - enc.codebook_[None].astype(np.float64)) ** 2).sum(axis=2)
+    return sq.min(axis=1).mean()
+
+
+def test_lloyd_iterations_lower_the_distortion_monotonically():
+    sets = random_sets(n_images=6, n_desc=80)
+    fits = {
+        iterations: BagOfVisualWords(
+            8, lloyd_iterations=iterations, random_state=0
+        ).fit(sets)
+        for iterations in (1, 3, 50)
+    }
+    distortion = {key: _distortion(enc, sets) for key, enc in fits.items()}
+    # same seed, same k-means++ start: Lloyd iterations never increase it
+    assert distortion[50] <= distortion[3] + 1e-9 <= distortion[1] + 2e-9
+    assert distortion[50] < distortion[1]
+    minibatch = BagOfVisualWords(8, random_state=0).fit(sets)
+    assert distortion[50] <= _distortion(minibatch, sets) + 1e-9
+    assert fits[50].transform(sets).shape == minibatch.transform(sets).shape == (6, 8)
