@@ -1,7 +1,8 @@
 """Dense SIFT: featclf's DenseSIFT against cv2.SIFT.compute on the same grid.
 
-Speed (default): real gray photos resized to each size, several grids
-(``step:patch_sizes``). The contenders and the timing are those of
+Speed (default): real gray photos resized to each size (``W`` or ``WxH``;
+four photos, repeated to at least 2^18 pixels per timed call so that small
+sizes are not timer noise), several grids (``step:patch_sizes``). The contenders and the timing are those of
 ``scripts/bench_extractors.py`` (:func:`dense_sift_groups`, interleaved
 repeats, median wall time; OpenCV and BLAS limited to one thread; the
 OpenCV keypoints are built once, outside the timing; featclf is timed
@@ -52,13 +53,21 @@ from featclf.features.sift import opencv_sift_on_grid  # noqa: E402
 from featclf.preprocessing import to_gray, to_rgb  # noqa: E402
 
 
-def photos(size):
-    """Four real gray photos (skimage) resized to size x size, uint8."""
+def photos(width, height, count=4):
+    """``count`` real gray photos (four skimage photos, repeated) resized to
+    ``width x height``, uint8."""
     sources = [data.camera(), data.astronaut(), data.coffee(), data.chelsea()]
-    return [
-        cv2.resize(to_gray(image), (size, size), interpolation=cv2.INTER_AREA)
+    resized = [
+        cv2.resize(to_gray(image), (width, height), interpolation=cv2.INTER_AREA)
         for image in sources
     ]
+    return [resized[k % len(resized)].copy() for k in range(count)]
+
+
+def parse_size(text):
+    """``"256"`` -> (256, 256); ``"64x128"`` -> (64, 128) as (width, height)."""
+    width, _, height = text.partition("x")
+    return int(width), int(height or width)
 
 
 def parse_grid(text):
@@ -67,34 +76,38 @@ def parse_grid(text):
     return int(step), tuple(int(size) for size in sizes.split(","))
 
 
-def bench_speed(sizes, grids, repeats):
+def bench_speed(sizes, grids, repeats, clock=time.perf_counter):
     """Rows of :func:`bench_extractors.run_benchmark`'s form for dense SIFT."""
     from bench_extractors import dense_sift_groups, time_group
 
     cv2.setNumThreads(1)
     rows = []
-    for size in sizes:
-        images = np.stack([to_rgb(image) for image in photos(size)])
+    for width, height in sizes:
+        count = max(4, -(-2**18 // (width * height)))
+        images = np.stack([to_rgb(image) for image in photos(width, height, count)])
         for name, _, contenders, reference in dense_sift_groups(
-            (size, size), images, grids
+            (height, width), images, grids
         ):
-            timings = time_group(contenders, len(images), repeats)  # (median, best)
+            timings = time_group(contenders, len(images), repeats, clock)  # (median, best)
             ref_median, ref_best = timings[[c[0] for c in contenders].index(reference)]
             for (contender, threads, _), (seconds, best) in zip(contenders, timings):
-                rows.append((name, size, contender, threads, seconds, ref_median / seconds,
+                rows.append((name, f"{width}x{height}", contender, threads, seconds,
+                             ref_median / seconds,
                              ref_best / best))
     return rows
 
 
-def print_speed(rows, repeats):
-    print(f"dense SIFT vs cv2.SIFT.compute on the same keypoints: median wall time of "
-          f"{repeats} interleaved repeats over 4 photos; OpenCV/BLAS single thread")
+def print_speed(rows, repeats, clock_name="wall"):
+    what = "wall time" if clock_name == "wall" else "CPU time (this process, all threads)"
+    print(f"dense SIFT vs cv2.SIFT.compute on the same keypoints: median {what} of "
+          f"{repeats} interleaved repeats (each over the same real photos, at least 2^18 "
+          "pixels); OpenCV/BLAS single thread")
     print()
     print("| grid | size | contender | n_jobs | ms/image (median) "
           "| speed-up vs cv2.SIFT.compute (medians) | speed-up (best runs) |")
     print("|---|---|---|---|---:|---:|---:|")
     for name, size, contender, threads, seconds, speedup, best_speedup in rows:
-        print(f"| {name} | {size}x{size} | {contender} | {threads} | {seconds * 1e3:.2f} "
+        print(f"| {name} | {size} | {contender} | {threads} | {seconds * 1e3:.3f} "
               f"| {speedup:.1f}x | {best_speedup:.1f}x |")
 
 
@@ -168,10 +181,15 @@ def bench_accuracy(root, step, patch_sizes, n_words, seed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--sizes", type=parse_size, nargs="+",
+                        default=[parse_size(s) for s in ("28", "64x128", "256", "512")],
+                        help="W or WxH (default: 28 64x128 256 512)")
     parser.add_argument("--grids", nargs="+", default=["8:16", "4:16", "8:16,24,32,40"],
                         help="step:patch_sizes, e.g. 8:16 or 8:16,24,32,40")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="time the speed runs by wall clock (default) or by this "
+                        "process's CPU time (steadier on a shared machine)")
     parser.add_argument("--accuracy", action="store_true",
                         help="run the 15-Scene bag-of-words comparison instead")
     parser.add_argument("--data", default="../shared/data/scene15",
@@ -189,13 +207,15 @@ def main(argv=None):
             step, patch_sizes = parse_grid(args.grid)
             bench_accuracy(args.data, step, patch_sizes, args.words, args.seed)
         else:
+            clock = time.perf_counter if args.clock == "wall" else time.process_time
             rows = bench_speed(args.sizes, [parse_grid(g) for g in args.grids],
-                               args.repeats)
-            print_speed(rows, args.repeats)
+                               args.repeats, clock)
+            print_speed(rows, args.repeats, args.clock)
     if args.output:
         command = " ".join(["python scripts/bench_dense_sift.py"] + list(
             sys.argv[1:] if argv is None else argv))
-        section = "Accuracy" if args.accuracy else "Speed"
+        section = "Accuracy" if args.accuracy else (
+            "Speed" if args.clock == "wall" else "Speed (CPU time)")
         body = (f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC} with "
                 f"`{command}` on {platform.machine()}, {os.cpu_count()} CPUs, OpenCV "
                 f"{cv2.__version__}; load average before / after: {load_before} / "
@@ -236,7 +256,8 @@ def write_section(path, section, body):
             name, _, text = chunk.partition("\n")
             sections[name.strip()] = text.strip("\n")
     sections[section] = body.strip("\n")
-    order = ["Speed", "Accuracy"] + sorted(set(sections) - {"Speed", "Accuracy"})
+    known = ["Speed", "Speed (CPU time)", "Accuracy"]
+    order = known + sorted(set(sections) - set(known))
     parts = [title, "", "Written by `scripts/bench_dense_sift.py` (see its docstring)."]
     for name in order:
         if name in sections:
