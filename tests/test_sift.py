@@ -245,6 +245,10 @@ def test_same_size_images_described_together_equal_one_at_a_time(camera):
             (alone,) = step.transform(image[None])
             np.testing.assert_array_equal(described.descriptors, alone.descriptors)
             np.testing.assert_array_equal(described.positions, alone.positions)
+        # one shared grid, read-only so that no image's edit reaches the others
+        assert together[0].positions is together[1].positions
+        with pytest.raises(ValueError, match="read-only"):
+            together[0].positions[0, 0] = 1.0
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (61, 47), (40, 33)])

@@ -281,6 +281,8 @@ class DenseSIFT(ImageTransformer):
     and ``n_y = (H - max(P)) // step + 1``, ``k = n_x * n_y *
     len(patch_sizes)``, ordered by patch size (as given), then row, then
     column. An image smaller than the largest patch gives ``k = 0``.
+    Images of one size share one read-only ``positions`` and one read-only
+    ``scales`` array (copy them to modify them).
     Descriptor entries are ordered (cell row, cell column, orientation),
     as OpenCV's.
 
