@@ -54,7 +54,7 @@ BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 
 _EPS = 1e-5
 #: pixels per group of images processed at once (temporaries fit in cache).
-_GROUP_PIXELS = 1 << 16
+_GROUP_PIXELS = 1 << 17
 # cv2.cartToPolar's angle is within 0.0096 degree of float64 atan2 (measured
 # over 10^6 uint8 gradients; OpenCV documents about 0.01); pixels closer than
 # this to a bin edge are binned again exactly.
