@@ -53,9 +53,11 @@ class ImageTransformer(TransformerMixin, BaseEstimator):
     _parallel_prefer = "threads"
     #: images per chunk when n_jobs == 1 (bounds memory for path batches).
     _chunk_size = 256
-    #: in-memory pixels (all channels) each parallel job needs at least;
-    #: smaller batches use fewer jobs (one: no parallel start-up cost).
-    _min_pixels_per_job = 1 << 19
+    #: in-memory pixels (all channels) each parallel job needs at least
+    #: (2**20: about 5 ms of HOG, 10 ms of LBP); smaller batches use fewer
+    #: jobs, down to one: no start-up cost and no GIL hand-offs, which cost
+    #: more than they gain on a few milliseconds of work.
+    _min_pixels_per_job = 1 << 20
     #: pass ``_transform_chunk`` a stack (a view of the batch) instead of a
     #: list when the batch is a stack.
     _chunk_as_stack = False

@@ -14,7 +14,7 @@ ColorHistogram vs bare ``cv2.cvtColor`` + ``cv2.calcHist``; dense SIFT (hook
 pedestrian window) and 256x256; featclf single thread and ``n_jobs=2``.
 Everything else runs single-threaded (OpenCV and BLAS pools limited to 1).
 featclf runs parallel jobs only with at least ``_min_pixels_per_job``
-in-memory pixels each (:mod:`featclf.base`), so the 28x28 batch runs in one
+in-memory pixels each (:mod:`featclf.base`), so batches below that run in one
 thread even with ``n_jobs=2``; the table's last lines give the n_jobs=2 /
 n_jobs=1 speed of each extractor and size, from the same interleaved run.
 
@@ -268,9 +268,11 @@ def markdown(rows, args, load_before, load_after, memory_line):
         "same keypoints. Reference "
         "contenders run one image at a time, single thread; featclf with n_jobs=1 "
         "and 2. featclf starts parallel jobs only for at least "
-        f"{HOG._min_pixels_per_job:,} in-memory pixels per job (featclf.base; "
-        "below that n_jobs=2 runs the n_jobs=1 code, so the 28x28 batch of "
-        f"{SIZES[(28, 28)]} images is one job), and then on a plain thread pool.",
+        f"{HOG._min_pixels_per_job:,} in-memory pixels per job (featclf.base), on a "
+        "plain thread pool; below that n_jobs=2 runs the n_jobs=1 code in the calling "
+        "thread. Batches here (gray pixels): " + ", ".join(
+            f"{_size_text(size)}: {size[0] * size[1] * n:,}" for size, n in SIZES.items())
+        + ".",
         "",
         "Columns: images/s and ms/image are medians; speed-up is the reference's median "
         "time over the contender's (best runs: the same with each one's fastest repeat, "
