@@ -59,7 +59,8 @@ class ImageTransformer(TransformerMixin, BaseEstimator):
     #: more than they gain on a few milliseconds of work.
     _min_pixels_per_job = 1 << 20
     #: pass ``_transform_chunk`` a stack (a view of the batch) instead of a
-    #: list when the batch is a stack.
+    #: list when the batch is a stack; such a step bounds its own working
+    #: memory, so a stack is not split into chunks beyond one per job.
     _chunk_as_stack = False
 
     def fit(self, X, y=None):
@@ -194,7 +195,10 @@ def _useful_jobs(step, batch, n_jobs):
 def _map_chunks(step, batch):
     n_jobs = effective_n_jobs(getattr(step, "n_jobs", None))
     n_jobs = _useful_jobs(step, batch, n_jobs)
-    bounds = _chunk_bounds(len(batch), n_jobs, step._chunk_size)
+    chunk_size = step._chunk_size
+    if step._chunk_as_stack and isinstance(batch.items, np.ndarray):
+        chunk_size = len(batch)  # in memory already: chunks only for the jobs
+    bounds = _chunk_bounds(len(batch), n_jobs, chunk_size)
     if n_jobs == 1 or len(bounds) == 1:
         return [_run_chunk(step, batch, start, stop) for start, stop in bounds]
     backend, _ = get_active_backend(prefer=step._parallel_prefer)

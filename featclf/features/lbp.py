@@ -71,7 +71,7 @@ _MAX_TABLE_POINTS = 16
 _MERGE_BINS_POINTS = 10
 
 #: pixels per group of images padded, coded and counted at once.
-_GROUP_PIXELS = 1 << 20
+_GROUP_PIXELS = 1 << 18
 
 #: pixels whose codes are computed at once (float32 temporaries of 128 KiB).
 _CHUNK_PIXELS = 1 << 15
