@@ -124,16 +124,16 @@ def embed(name, data, extractor, cache, mirrors):
 # Models
 
 
+def square_root(features):
+    """Square root of the (non-negative) embedding: a power normalisation."""
+    return np.sqrt(np.maximum(features, 0))
+
+
 def root_l2(features):
     """Square root then L2 normalisation, per image (Hellinger-style)."""
     from sklearn.preprocessing import normalize
 
-    return normalize(np.sqrt(np.maximum(features, 0)))
-
-
-def signed_root(features):
-    """Square root of the (non-negative) embedding: a power normalisation."""
-    return np.sqrt(np.maximum(features, 0))
+    return normalize(square_root(features))
 
 
 def cnn_classifiers(name):
@@ -150,7 +150,7 @@ def cnn_classifiers(name):
     from sklearn.svm import SVC
 
     def logreg(C, root=False):
-        power = [("root", FunctionTransformer(signed_root))] if root else []
+        power = [("root", FunctionTransformer(square_root))] if root else []
         return lambda: power + [("scale", StandardScaler()),
                                 ("clf", LogisticRegression(C=C, max_iter=1000))]
 
@@ -159,7 +159,7 @@ def cnn_classifiers(name):
                         ("clf", SVC(C=C, kernel="rbf", gamma="scale"))]
 
     def mlp():
-        return lambda: [("root", FunctionTransformer(signed_root)), ("scale", StandardScaler()),
+        return lambda: [("root", FunctionTransformer(square_root)), ("scale", StandardScaler()),
                         ("clf", MLPClassifier((1024,), alpha=1e-2, early_stopping=True,
                                               max_iter=60, random_state=0))]
 
