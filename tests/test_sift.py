@@ -8,6 +8,7 @@ from skimage import data
 
 from featclf.features import SIFT, DenseSIFT, DescriptorSet
 from featclf.features.sift import (
+    _filter_rows,
     _gradient_polar,
     _pooled_by_filtering,
     _pooled_on_lattice,
@@ -300,6 +301,38 @@ def test_lattice_pooling_equals_full_convolution(cell, n_images, camera):
     # the dispatcher picks the lattice path for evenly spaced rows and columns
     np.testing.assert_array_equal(
         _pooled_orientation_maps(magnitude, position, 8, cell, rows, cols), lattice)
+
+
+@pytest.mark.parametrize("width", [16, 32, 48, 64])
+@pytest.mark.parametrize("n_rows", [1, 28, 75, 183])
+def test_row_filter_equals_opencv_bit_for_bit(width, n_rows, camera):
+    # short rows are filtered as transposed columns: the same values, to the
+    # bit, as OpenCV's row filter, for any number of rows (no scalar tail)
+    rows = camera[:n_rows, :width].astype(np.float32) / 255
+    rows = np.ascontiguousarray(np.resize(rows, (n_rows, width)))
+    for kernel in (np.float32([0.25, 0.5, 0.25]),
+                   np.float32([-0.1, -0.2, 0.0, 0.2, 0.1]) * np.float32(0.7)):
+        expected = cv2.filter2D(rows, -1, kernel[None, :], borderType=cv2.BORDER_REPLICATE)
+        np.testing.assert_array_equal(_filter_rows(rows, kernel), expected)
+
+
+def test_descriptor_sets_sharing_one_grid():
+    rng = np.random.default_rng(0)
+    descriptors = rng.random((5, 3, 8), dtype=np.float32)
+    positions, scales = rng.random((3, 2), dtype=np.float32), np.full(3, 16, np.float32)
+    sets = DescriptorSet.sharing_grid(descriptors, positions, scales, (20, 30))
+    assert len(sets) == 5
+    for image, descriptor_set in enumerate(sets):
+        np.testing.assert_array_equal(descriptor_set.descriptors, descriptors[image])
+        assert descriptor_set.positions is positions and descriptor_set.scales is scales
+        assert descriptor_set.image_shape == (20, 30) and len(descriptor_set) == 3
+        with pytest.raises(AttributeError):
+            descriptor_set.scales = scales  # frozen like any other set
+    assert DescriptorSet.sharing_grid(descriptors[:0], positions, scales, (20, 30)) == []
+    with pytest.raises(ValueError, match="positions"):
+        DescriptorSet.sharing_grid(descriptors, positions[:2], scales, (20, 30))
+    with pytest.raises(ValueError, match="3-D"):
+        DescriptorSet.sharing_grid(descriptors[0], positions, scales, (20, 30))
 
 
 def test_dense_grid_scales_share_centres():

@@ -51,6 +51,50 @@ class DescriptorSet:
         return self.descriptors.shape[0]
 
     @classmethod
+    def sharing_grid(cls, descriptors, positions, scales, image_shape):
+        """Return one set per image of a stack, all on one shared grid.
+
+        The shapes are checked once for the whole stack (not once per
+        image), so this is the cheap way to wrap many small images'
+        descriptors (a dense extractor's batch).
+
+        Parameters
+        ----------
+        descriptors : ndarray of shape (n, k, d), dtype float32
+            ``descriptors[i]`` holds image ``i``'s rows.
+        positions : ndarray of shape (k, 2), dtype float32
+            Shared by every set (not copied).
+        scales : ndarray of shape (k,), dtype float32
+            Shared by every set (not copied).
+        image_shape : tuple of (int, int)
+            ``(height, width)`` of every image.
+
+        Returns
+        -------
+        sets : list of DescriptorSet
+            ``n`` sets whose ``descriptors`` are views ``descriptors[i]``.
+        """
+        if descriptors.ndim != 3:
+            raise ValueError(
+                f"descriptors must be 3-D (n, k, d), got shape {descriptors.shape}"
+            )
+        if not len(descriptors):
+            return []
+        first = cls(descriptors[0], positions, scales, tuple(image_shape))  # checks shapes
+        shared = {"positions": first.positions, "scales": first.scales,
+                  "image_shape": first.image_shape}
+        sets = [first]
+        for image_descriptors in descriptors[1:]:
+            # the fields of a frozen dataclass, set as its __init__ would
+            # (without repeating the checks made on the first set)
+            descriptor_set = object.__new__(cls)
+            fields = descriptor_set.__dict__
+            fields["descriptors"] = image_descriptors
+            fields.update(shared)
+            sets.append(descriptor_set)
+        return sets
+
+    @classmethod
     def empty(cls, n_dims, image_shape):
         """Return a set with no descriptors (an image without keypoints).
 
