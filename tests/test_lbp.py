@@ -195,3 +195,14 @@ def test_lbp_svm_on_brodatz():
     model.fit(patches["x_train"], patches["y_train"])
     accuracy = model.score(patches["x_test"], patches["y_test"])
     assert accuracy >= 0.95, accuracy
+
+
+@pytest.mark.parametrize("method", ["uniform", "default"])
+def test_calchist_and_bincount_counts_agree(method, gray_images, monkeypatch):
+    """P <= 8 codes are counted by cv2.calcHist (uint8 slots); np.bincount
+    (the path for larger P or more than 255 slots) gives the same histograms."""
+    params = dict(radii_points=[(8, 1), (4, 2)], method=method, grid=(3, 2))
+    images = np.concatenate([gray_images] * 6)  # 48 images x 6 cells: more than 255 slots
+    with_calchist = LBP(**params).fit(images).transform(images)
+    monkeypatch.setattr("featclf.features.lbp._HIST_SLOTS", 0)
+    np.testing.assert_array_equal(LBP(**params).fit(images).transform(images), with_calchist)

@@ -563,7 +563,6 @@ def lbp_histograms(gray, radii_points=((8, 1),), method="uniform", grid=(1, 1)):
     n_cells = grid[0] * grid[1]
     cells = _grid_cells(height, width, grid)
     pixels_per_cell = np.bincount(cells.ravel(), minlength=n_cells).astype(np.float64)
-    group = max(1, _GROUP_PIXELS // (height * width))
     blocks = []
     for points, radius in radii_points:
         n_bins = n_lbp_bins(points, method)
@@ -572,23 +571,89 @@ def lbp_histograms(gray, radii_points=((8, 1),), method="uniform", grid=(1, 1)):
         merge_bins = method != "default" and points <= _MERGE_BINS_POINTS
         counted_bins = 2**points if merge_bins else n_bins
         parts = []
-        for start in range(0, n, group):
-            images = gray[start:start + group]
+        for start, stop in _groups(n, height * width, _slot_limit(points, n_cells)):
+            images = gray[start:stop]
             layout = _Layout(len(images), height, width, points, radius)
             codes = _padded_codes(images, layout, points, radius)
             if not merge_bins:
                 codes = _mapped(codes, points, method)  # the padding's garbage too
-            offsets = _bin_offsets(layout.key, grid, counted_bins)
-            n_slots = len(images) * n_cells * counted_bins
-            counts = np.bincount(np.add(codes, offsets, dtype=offsets.dtype),
-                                 minlength=n_slots + 1)[:n_slots]
-            counts = counts.reshape(len(images) * n_cells, counted_bins)
+            counts = _count_codes(codes, layout, grid, counted_bins)
             if merge_bins:  # one 2-D product (a stack of small ones is far slower)
                 counts = counts @ _bin_merging(points, method)
             counts = counts.reshape(len(images), n_cells, n_bins)
             parts.append((counts / pixels_per_cell[:, None]).reshape(len(images), -1))
         blocks.append(np.concatenate(parts))
     return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def _slot_limit(points, n_cells):
+    """Most images per group whose codes :func:`_count_codes` counts with
+    ``cv2.calcHist`` (uint8 codes, at most 255 (image, cell) slots); None
+    when it counts them with ``np.bincount`` (no limit)."""
+    if points <= 8 and n_cells <= _HIST_SLOTS:
+        return _HIST_SLOTS // n_cells
+    return None
+
+
+def _groups(n, image_pixels, limit=None):
+    """``(start, stop)`` of groups of about :data:`_GROUP_PIXELS` pixels, at
+    most ``limit`` images each, of even sizes."""
+    group = max(1, _GROUP_PIXELS // image_pixels)
+    if limit is not None:
+        group = min(group, limit)
+    n_groups = -(-n // group)
+    edges = np.linspace(0, n, n_groups + 1).round().astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+def _count_codes(codes, layout, grid, n_bins):
+    """Histogram of the codes of every (image, grid cell) of a layout.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (layout.size,), unsigned int
+        Codes below ``n_bins`` at the image pixels, anything in the padding.
+    layout : _Layout
+    grid : tuple of (int, int)
+    n_bins : int
+
+    Returns
+    -------
+    counts : ndarray of shape (layout.n * n_cells, n_bins)
+        Row ``image * n_cells + cell``.
+    """
+    n_slots = layout.n * grid[0] * grid[1]
+    if codes.dtype == np.uint8 and n_slots <= _HIST_SLOTS:
+        # 2-D histogram (code, slot) in one SIMD pass; the padding's slot
+        # _HIST_SLOTS lies outside the range, so it is not counted
+        slots = _hist_slots(layout.key, grid)
+        shape = (layout.n_rows, layout.stride)
+        counts = cv2.calcHist([codes.reshape(shape), slots.reshape(shape)], [0, 1], None,
+                              [n_bins, n_slots], [0, n_bins, 0, n_slots])
+        return counts.T
+    offsets = _bin_offsets(layout.key, grid, n_bins)
+    n_counted = n_slots * n_bins
+    counts = np.bincount(np.add(codes, offsets, dtype=offsets.dtype),
+                         minlength=n_counted + 1)[:n_counted]
+    return counts.reshape(n_slots, n_bins)
+
+
+#: (image, grid cell) slots one ``cv2.calcHist`` call counts (uint8 slot
+#: numbers, 255 marks the padding).
+_HIST_SLOTS = 255
+
+
+@functools.lru_cache(maxsize=32)
+def _hist_slots(layout_key, grid):
+    """(image, cell) slot ``image * n_cells + cell`` of every position of a
+    :class:`_Layout` as uint8, :data:`_HIST_SLOTS` in the padding (read-only)."""
+    layout = _Layout(*layout_key)
+    n_cells = grid[0] * grid[1]
+    slots = np.full(layout.size, _HIST_SLOTS, dtype=np.uint8)
+    cells = _grid_cells(layout.height, layout.width, grid)
+    layout.images_of(slots)[...] = np.arange(layout.n)[:, None, None] * n_cells + cells
+    slots.flags.writeable = False
+    return slots
 
 
 @functools.lru_cache(maxsize=32)
