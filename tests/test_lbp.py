@@ -125,26 +125,65 @@ def test_exact_path_alone_equals_skimage(points, radius, monkeypatch):
             np.testing.assert_array_equal(got, local_binary_pattern(img, points, radius, method))
 
 
-def test_near_ties_are_found_and_decided_exactly():
-    """Flat areas: the float32 pass cannot decide (its value equals the centre
-    up to rounding); the float64 path gives scikit-image's bits."""
+def _chunk_codes_of(image, points, radius):
+    """The float32 pass alone on one image: (codes, where, unsure, layout)."""
     from featclf.features import lbp as lbp_module
 
-    image = np.full((40, 37), 77, np.uint8)
-    image[10:20, 5:30] = 78
-    layout = lbp_module._Layout(1, *image.shape, 8, 1.0)
+    layout = lbp_module._Layout(1, *image.shape, points, radius)
     flat_u8 = layout.pad(image[None])
-    codes = np.zeros(layout.size, np.uint8)
-    buffers = lbp_module._ChunkBuffers(layout.size, layout.stride, np.uint8)
+    codes = np.zeros(layout.size, np.uint32)
+    buffers = lbp_module._ChunkBuffers(layout.size, layout.pad_rows * layout.stride,
+                                       layout.stride, np.uint32)
     rows = (layout.pad_rows, layout.n_rows - layout.pad_rows)
     where, unsure = lbp_module._chunk_codes(flat_u8.astype(np.float32), flat_u8, codes, rows,
                                             layout, buffers)
-    assert where.size > 0.5 * image.size  # most pixels have a flat diagonal neighbour
+    return flat_u8, codes, where, unsure, layout
+
+
+def test_near_ties_are_found_and_decided_exactly():
+    """Corners whose weighted differences cancel (a diagonal ramp): the float32
+    pass cannot decide (its value equals the centre up to rounding); the
+    float64 path gives scikit-image's bits."""
+    from featclf.features import lbp as lbp_module
+
+    rows, cols = np.mgrid[:40, :37]
+    image = (50 + rows + cols).astype(np.uint8)
+    flat_u8, codes, where, unsure, layout = _chunk_codes_of(image, 8, 1.0)
+    assert where.size > 0.5 * image.size  # two diagonal neighbours cancel at every pixel
     assert np.all(np.bitwise_count(unsure) >= 1)
     exact = lbp_module._exact_bits(flat_u8, where, unsure, layout, 8, 1.0)
     codes[where] = (codes[where] & ~unsure) | exact
     np.testing.assert_array_equal(layout.images_of(codes)[0],
                                   local_binary_pattern(image, 8, 1, "default"))
+
+
+@pytest.mark.parametrize("points, radius", [(8, 1), (16, 1), (5, 1), (4, 0.5)])
+@pytest.mark.parametrize("shape", [(20, 21), (600, 9), (9, 700)])
+def test_flat_neighbours_are_decided_without_exact_path(points, radius, shape):
+    """Interpolated neighbours whose pixels (the centre among them) are all
+    equal are set without the float64 path when scikit-image's value is never
+    below the centre for this image size (_flat_is_set; (5, 1) has neighbours
+    where it is, for some gray values). On flat images only the other
+    neighbours have near ties, and the codes equal scikit-image's."""
+    from featclf.features import lbp as lbp_module
+
+    layout = lbp_module._Layout(1, *shape, points, radius)
+    interpolated = [row_low != row_high or col_low != col_high
+                    for row_low, row_high, _, col_low, col_high, _ in layout.neighbours]
+    flat_is_set = np.array(layout.flat_is_set)
+    assert not (flat_is_set & ~np.array(interpolated)).any()
+    if (points, radius) == (8, 1):
+        assert list(flat_is_set) == interpolated
+    checked = int(sum(2**i for i in np.flatnonzero(flat_is_set)))
+    for value in (1, 2, 59, 77, 128, 200, 255):
+        image = np.full(shape, value, np.uint8)
+        flat_u8, codes, where, unsure, layout = _chunk_codes_of(image, points, radius)
+        assert not (unsure & checked).any()
+        if where.size:
+            exact = lbp_module._exact_bits(flat_u8, where, unsure, layout, points, radius)
+            codes[where] = (codes[where] & ~unsure) | exact
+        np.testing.assert_array_equal(layout.images_of(codes)[0],
+                                      local_binary_pattern(image, points, radius, "default"))
 
 
 def test_feature_names(gray_images):

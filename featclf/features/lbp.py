@@ -36,9 +36,14 @@ neighbours are compared on the uint8 pixels. Interpolated ones are computed
 in float32 (``cv2.addWeighted``, the horizontal part shared by neighbours
 with the same column offset), within 1e-4 of scikit-image's float64 value,
 and compared with ``centre - 1e-3`` and ``centre + 1e-3``: where both
-comparisons agree, that is the bit. The near ties (flat areas, corners
-whose weighted differences cancel: about 2 % of the (pixel, neighbour)
-pairs of a photo) get the exact float64 computation above, pair by pair.
+comparisons agree, that is the bit. Where an interpolated neighbour is
+flat (all its pixels equal the centre, which is one of them, as at
+``R = 1``), scikit-image's float64 value is the centre up to rounding; for
+most neighbours that rounding never goes below the centre (checked once per
+image size and (P, R) for every gray value), so the bit is 1 without a
+second look. The remaining near ties (corners whose weighted differences
+cancel, other flat neighbours: about 0.5 % of the (pixel, neighbour) pairs
+of a photo at (8, 1)) get the exact float64 computation above, pair by pair.
 
 References
 ----------
@@ -254,6 +259,41 @@ def _sampling(height, width, points, radius):
     return tuple(neighbours), pad_rows, pad_cols
 
 
+@functools.lru_cache(maxsize=64)
+def _flat_is_set(height, width, points, radius):
+    """Per neighbour: is scikit-image's bit 1 wherever it is flat?
+
+    A neighbour is flat at a pixel when every pixel it interpolates equals
+    the centre ``v``. Its float64 value is then ``v`` up to rounding, which
+    the float32 pass cannot decide; this checks, for every ``v`` in 1..255
+    and every interpolation fraction of this image size, that
+    scikit-image's value is ``>= v``. Only interpolated neighbours whose
+    pixels include the centre (as at ``R = 1``) qualify: flatness is then
+    equality of the interpolated pixels, shared by all neighbours.
+
+    Returns
+    -------
+    flat_is_set : tuple of bool, one per neighbour
+    """
+    values = np.arange(1, 256, dtype=np.float64)
+    flat_is_set = []
+    for row, col in zip(*_neighbour_offsets(points, radius)):
+        row_low, row_high, row_fraction = _axis_sampling(height, row)
+        col_low, col_high, col_fraction = _axis_sampling(width, col)
+        interpolated = row_low != row_high or col_low != col_high
+        centre_is_used = row_low <= 0 <= row_high and col_low <= 0 <= col_high
+        if not (interpolated and centre_is_used):
+            flat_is_set.append(False)
+            continue
+        dr = np.unique(row_fraction)[:, None, None]
+        dc = np.unique(col_fraction)[None, :, None]
+        # scikit-image's expression with all four pixels equal to v
+        top = (1 - dc) * values + dc * values
+        texture = (1 - dr) * top + dr * top
+        flat_is_set.append(bool((texture >= values).all()))
+    return tuple(flat_is_set)
+
+
 class _Layout:
     """The padded layout in which a stack of images is processed.
 
@@ -268,6 +308,7 @@ class _Layout:
     def __init__(self, n, height, width, points, radius):
         self.key = (n, height, width, points, radius)
         self.neighbours, self.pad_rows, self.pad_cols = _sampling(height, width, points, radius)
+        self.flat_is_set = _flat_is_set(height, width, points, radius)
         self.n, self.height, self.width = n, height, width
         self.stride = width + self.pad_cols
         self.block = height + self.pad_rows  # rows per image
@@ -324,7 +365,7 @@ def _padded_codes(gray, layout, points, radius):
     first_row, stop_row = pad_rows, layout.n_rows - pad_rows
     rows_per_chunk = max(1, _CHUNK_PIXELS // stride)
     buffers = _ChunkBuffers(min(rows_per_chunk, stop_row - first_row) * stride,
-                            layout.pad_rows * stride, code_dtype)
+                            layout.pad_rows * stride, stride, code_dtype)
     pending, n_pending = [], 0  # near ties, decided _EXACT_BATCH pixels at a time
     for row in range(first_row, stop_row, rows_per_chunk):
         rows = (row, min(row + rows_per_chunk, stop_row))
@@ -343,12 +384,17 @@ def _padded_codes(gray, layout, points, radius):
 class _ChunkBuffers:
     """Work arrays of one chunk, reused by every chunk of a group."""
 
-    def __init__(self, size, halo, code_dtype):
+    def __init__(self, size, halo, stride, code_dtype):
         self.value = np.empty(size, np.float32)
         self.low = np.empty(size, np.float32)  # centre - margin
         self.high = np.empty(size, np.float32)  # centre + margin
         self.bit = np.empty(size, dtype=bool)
         self.upper = np.empty(size, dtype=code_dtype)  # codes against centre + margin
+        # pixel equals its right / lower neighbour; all four of a 2x2 block equal
+        # (see _flat_masks: they span up to two rows and a pixel more)
+        self.equal_right = np.empty(size + 2 * stride + 2, dtype=bool)
+        self.equal_down = np.empty(size + 2 * stride + 2, dtype=bool)
+        self.equal_block = np.empty(size + 2 * stride + 2, dtype=bool)
         # one array per distinct horizontal interpolation (grown on demand)
         self.horizontal = []
         self.horizontal_size = size + 2 * halo
@@ -383,6 +429,7 @@ def _chunk_codes(flat, flat_u8, codes, rows, layout, buffers):
     upper = buffers.upper[:size]
     upper[...] = 0
     bit_u8 = bit.view(np.uint8)
+    flat_where = _flat_masks(flat_u8, begin, size, layout, buffers)
     mixed_by_key = {}
     # bit i is worth 2**i: Horner's scheme from the last neighbour down
     for i in range(len(layout.neighbours) - 1, -1, -1):
@@ -417,12 +464,61 @@ def _chunk_codes(flat, flat_u8, codes, rows, layout, buffers):
         np.greater_equal(interpolated, low, out=bit)
         lower += bit_u8
         np.greater_equal(interpolated, high, out=bit)
+        if i in flat_where:  # where flat, scikit-image's bit is 1: sure
+            np.bitwise_or(bit, flat_where[i], out=bit)
         upper += bit_u8
     unsure = np.bitwise_xor(lower, upper, out=upper)
     near_tie = unsure.astype(bool)
     near_tie &= centre_u8 != 0
     where = np.flatnonzero(near_tie)
     return where + (begin - margin), unsure[where]
+
+
+def _flat_masks(flat_u8, begin, size, layout, buffers):
+    """Where each neighbour of :attr:`_Layout.flat_is_set` is flat, in a chunk.
+
+    Its pixels form a 2x2 block (or a 1x2 / 2x1 pair) that includes the
+    centre, so it is flat where they are all equal: a shifted view of the
+    same equality masks for every neighbour.
+
+    Parameters
+    ----------
+    flat_u8 : ndarray, uint8
+        The padded images.
+    begin, size : int
+        The chunk's first position in ``flat_u8`` and its length.
+
+    Returns
+    -------
+    masks : dict of int to ndarray of shape (size,), bool
+        Neighbour index -> flat at each pixel of the chunk.
+    """
+    stride = layout.stride
+    corners = {i: layout.neighbours[i] for i, is_set in enumerate(layout.flat_is_set) if is_set}
+    if not corners:
+        return {}
+    # top-left pixel of every flat-checked neighbour, relative to the centre
+    shifts = [row_low * stride + col_low for row_low, _, _, col_low, _, _ in corners.values()]
+    rows_differ = any(row_low != row_high for row_low, row_high, *_ in corners.values())
+    below = stride if rows_differ else 0  # the masks look one row down
+    start = begin + min(shifts)  # equality masks cover flat_u8[start:start + span]
+    span = size + max(shifts) - min(shifts) + below
+    right = buffers.equal_right[:span]
+    np.equal(flat_u8[start:start + span], flat_u8[start + 1:start + 1 + span], out=right)
+    if rows_differ:
+        down = buffers.equal_down[:span - below]
+        np.equal(flat_u8[start:start + span - below], flat_u8[start + below:start + span],
+                 out=down)
+        block = buffers.equal_block[:span - below]
+        np.logical_and(right[:span - below], right[below:], out=block)
+        block &= down
+    masks = {}
+    for (i, (row_low, row_high, _, col_low, col_high, _)), shift in zip(corners.items(), shifts):
+        equal = (block if row_low != row_high and col_low != col_high
+                 else right if col_low != col_high else down)
+        at = begin + shift - start
+        masks[i] = equal[at:at + size]
+    return masks
 
 
 def _exact_bits(flat_u8, where, unsure, layout, points, radius):
