@@ -1,5 +1,6 @@
 """HOG: equality with skimage.feature.hog, batching, errors, and MNIST accuracy."""
 
+import cv2
 import numpy as np
 import pytest
 from skimage import data
@@ -88,23 +89,64 @@ def test_chunked_and_parallel_equal_single(gray_images, monkeypatch):
     monkeypatch.setattr(HOG, "_chunk_size", 5)
     chunked = HOG(pixels_per_cell=6, cells_per_block=2).fit(images).transform(images)
     np.testing.assert_array_equal(chunked, single)
+    floats = to_float(images)
+    float_single = hog_batch(floats, 9, (6, 6), (2, 2))
     # groups inside one chunk
     monkeypatch.setattr("featclf.features.hog._GROUP_PIXELS", 3 * 48 * 40)
-    grouped = hog_batch(to_float(images), 9, (6, 6), (2, 2))
-    np.testing.assert_array_equal(grouped, single)
     np.testing.assert_array_equal(hog_batch(images, 9, (6, 6), (2, 2)), single)  # uint8 input
+    np.testing.assert_array_equal(hog_batch(floats, 9, (6, 6), (2, 2)), float_single)
+    # gray uint8 images are differentiated as integers, float ones as floats:
+    # both equal skimage to 1e-5 (tests above), each other to float32 rounding
+    np.testing.assert_allclose(float_single, single, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("shape", [(37, 45), (48, 48)], ids=["cropped", "whole-cells"])
 @pytest.mark.parametrize("color", [False, True], ids=["gray", "rgb"])
-def test_exact_fallback_bins_every_pixel_like_skimage(color, monkeypatch):
+def test_exact_fallback_bins_every_pixel_like_skimage(color, shape, monkeypatch):
     """With a tolerance of a whole bin, every pixel with a non-zero row
-    gradient is binned by the float64 path: it alone matches skimage."""
+    gradient is binned by the float64 path (from skimage's float32
+    gradients, rebuilt from the uint8 values for gray images): it alone
+    matches skimage, also on the image border."""
     monkeypatch.setattr("featclf.features.hog._EDGE_TOLERANCE_DEG", 180.0)
-    images = _real_images((37, 45), color)
+    images = _real_images(shape, color)
     got = HOG(9, (8, 8), (2, 2)).fit(images).transform(images)
     for image, row in zip(images, got):
         np.testing.assert_allclose(row, _reference(image, 9, (8, 8), (2, 2), "L2-Hys", False),
                                    atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n_images", [1, 2, 7])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+@pytest.mark.parametrize("color", [False, True], ids=["gray", "rgb"])
+def test_hog_batch_equals_skimage_for_any_batch_size(n_images, dtype, color):
+    """One image, a few and many are laid out differently (view, cv2.merge,
+    cv2.transpose); whole-cell and cropped sizes."""
+    for shape in [(32, 40), (29, 43)]:
+        images = np.concatenate([_real_images(shape, color)] * 3)[:n_images]
+        if dtype == "float32":
+            images = to_float(images)
+        got = hog_batch(images, 9, (8, 8), (2, 2), "L2", False)
+        for image, row in zip(images, got):
+            np.testing.assert_allclose(row, _reference(image, 9, (8, 8), (2, 2), "L2", False),
+                                       atol=1e-5, rtol=0)
+
+
+def test_cart_to_polar_error_is_within_the_edge_tolerance():
+    """The fast path bins cv2.cartToPolar angles of integer gradients and
+    re-bins only pixels within _EDGE_TOLERANCE_DEG of an edge: over every
+    integer gradient the angle error must stay well inside it (OpenCV
+    documents about 0.01 degree), and below 360 (the last bin edge)."""
+    from featclf.features import hog
+
+    values = np.arange(-255, 256, dtype=np.float32)
+    g_row, g_col = (a.reshape(1, -1) for a in np.meshgrid(values, values, indexing="ij"))
+    _, angle = cv2.cartToPolar(g_col, g_row, angleInDegrees=True)
+    exact = np.rad2deg(np.arctan2(g_row.astype(np.float64), g_col.astype(np.float64))) % 360
+    error = np.abs(angle - exact)
+    error = np.minimum(error, 360 - error)
+    assert error.max() < hog._EDGE_TOLERANCE_DEG / 4
+    assert angle.max() < 360
+    assert set(np.unique(angle[g_row == 0])) == {0, 180}  # exact: bin 0 without re-binning
 
 
 def test_feature_names(rgb_images):

@@ -22,14 +22,23 @@ Algorithm (as in scikit-image, after Dalal & Triggs [1]_):
 5. the blocks are flattened in the order
    ``(n_blocks_row, n_blocks_col, cells_row, cells_col, orientations)``.
 
-How it stays exact while being vectorised: orientations are computed in
-float32 (``cv2.cartToPolar``, fast) and every pixel whose angle lies within 0.05 degree
-of a bin edge is recomputed in float64 exactly as scikit-image does (its
-bin edges are float32 values, and an angle equal to 180 after the modulo
-falls in no bin). Only the pixels of whole cells are binned (the images are
-cropped after the gradient step), cell sums use one ``np.bincount`` over a
-group of images, and the blocks are written straight into the output, one
-strided copy per cell position in the block, then normalised in place.
+How it stays fast: a group of images is laid out with the image axis last
+(``(H, W, n)``), so every step runs over long contiguous rows even for
+28x28 images and cropping to whole cells is a slice; gray uint8 images are
+differentiated as integers (no conversion to [0, 1] per pixel: the
+histograms are divided by 255 instead). Orientations come from
+``cv2.cartToPolar`` in float32 and are binned in fixed point; cell sums
+are one ``np.bincount`` per group; blocks are one strided copy, normalised
+in place.
+
+How it stays exact: ``cv2.cartToPolar``'s angle is within 0.0096 degree of
+float64 ``atan2`` (over all integer gradients), and integer gradients are
+within 0.001 degree of the float32 gradients of ``to_float`` images. Every
+pixel whose angle lies within 0.05 degree of a bin edge is binned again
+exactly as scikit-image does, from scikit-image's own float32 gradients, in
+float64 (its bin edges are float32 values, and an angle equal to 180 after
+the modulo falls in no bin). Magnitudes differ from scikit-image's float64
+``hypot`` by float32 rounding only.
 
 References
 ----------
@@ -38,6 +47,7 @@ References
 """
 
 import functools
+import math
 import numbers
 
 import cv2
@@ -56,8 +66,9 @@ _EPS = 1e-5
 #: pixels per group of images processed at once (temporaries fit in cache).
 _GROUP_PIXELS = 1 << 17
 # cv2.cartToPolar's angle is within 0.0096 degree of float64 atan2 (measured
-# over 10^6 uint8 gradients; OpenCV documents about 0.01); pixels closer than
-# this to a bin edge are binned again exactly.
+# over all integer gradients -255..255; OpenCV documents about 0.01), and the
+# integer gradients of uint8 images within 0.001 degree of scikit-image's
+# float32 ones; pixels closer than this to a bin edge are binned again exactly.
 _EDGE_TOLERANCE_DEG = 0.05
 
 
@@ -73,42 +84,110 @@ def _pair(value, name):
     return rows, cols
 
 
-def _gradients(planes, crop):
-    """Central-difference gradients, zero on the border, of each image plane.
+def _images_last(stack):
+    """The images of ``stack`` as planes with the image axis last.
 
-    The differences run on the flattened stack as contiguous 1-D
-    subtractions; the values that straddle two rows or two images are then
-    overwritten by the zero border, as in
-    ``skimage.feature._hog_channel_gradient``. Only the top-left ``crop`` of
-    each plane is returned (copied, contiguous): the pixels right of or
-    below the last whole cell vote in no histogram.
+    With the image axis innermost, every later step works on long
+    contiguous runs even for tiny images, and cropping to whole cells is a
+    slice of the two outer axes instead of a strided copy.
 
     Parameters
     ----------
-    planes : ndarray of shape (..., H, W), float32, C-contiguous
+    stack : ndarray of shape (n, H, W) or (n, H, W, C), uint8 or float32
+
+    Returns
+    -------
+    planes : ndarray of shape (H, W, C, n), same dtype, C-contiguous
+        ``C = 1`` for gray images. A view of ``stack`` when ``n == 1``.
+    """
+    n, height, width = stack.shape[:3]
+    rows = np.ascontiguousarray(stack).reshape(n, -1)
+    if n == 1:
+        planes = rows
+    elif n <= 4:  # cv2.transpose is slow for a few long rows; merge interleaves them
+        planes = cv2.merge(list(rows.reshape(n, height, -1)))
+    else:
+        planes = cv2.transpose(rows)
+    return planes.reshape(height, width, -1, n)
+
+
+def _gradients(planes, crop):
+    """Central-difference gradients, zero on the image border, of whole cells.
+
+    As ``skimage.feature._hog_channel_gradient``: ``g_row[r] = I[r + 1] -
+    I[r - 1]`` and ``g_col[c] = I[c + 1] - I[c - 1]``, zero on the first
+    and last row (column) of the image. Only the top-left ``crop`` is
+    computed: the pixels right of or below the last whole cell vote in no
+    histogram.
+
+    Parameters
+    ----------
+    planes : ndarray of shape (H, W, ...), float32
+        Images with the image axis (and channels) last.
     crop : tuple of (int, int)
         ``(Hc, Wc)`` with ``Hc <= H`` and ``Wc <= W``.
 
     Returns
     -------
-    g_row, g_col : ndarray of shape (..., Hc, Wc), float32, C-contiguous
+    g_row, g_col : ndarray of shape (Hc, Wc, ...), float32, C-contiguous
     """
-    height, width = planes.shape[-2:]
-    flat = planes.reshape(-1)
-    g_row = np.empty_like(flat)
-    g_col = np.empty_like(flat)
-    np.subtract(flat[2 * width:], flat[:-2 * width], out=g_row[width:-width])
-    np.subtract(flat[2:], flat[:-2], out=g_col[1:-1])
-    g_row = g_row.reshape(planes.shape)
-    g_col = g_col.reshape(planes.shape)
-    g_row[..., 0, :] = 0
-    g_row[..., -1, :] = 0
-    g_col[..., :, 0] = 0
-    g_col[..., :, -1] = 0
-    if tuple(crop) != (height, width):  # a copy is cheaper than strided work later
-        g_row = np.ascontiguousarray(g_row[..., :crop[0], :crop[1]])
-        g_col = np.ascontiguousarray(g_col[..., :crop[0], :crop[1]])
+    height, width = planes.shape[:2]
+    crop_rows, crop_cols = crop
+    g_row = np.empty((crop_rows, crop_cols) + planes.shape[2:], planes.dtype)
+    g_col = np.empty_like(g_row)
+    # rows 1 .. inner_rows - 1 of the crop have both neighbours in the image
+    inner_rows = min(crop_rows, height - 1)
+    g_row[:1] = 0
+    g_row[max(inner_rows, 1):] = 0
+    if inner_rows > 1:
+        np.subtract(planes[2:inner_rows + 1, :crop_cols], planes[:inner_rows - 1, :crop_cols],
+                    out=g_row[1:inner_rows])
+    inner_cols = min(crop_cols, width - 1)
+    g_col[:, :1] = 0
+    g_col[:, max(inner_cols, 1):] = 0
+    if inner_cols > 1:
+        np.subtract(planes[:crop_rows, 2:inner_cols + 1], planes[:crop_rows, :inner_cols - 1],
+                    out=g_col[:, 1:inner_cols])
     return g_row, g_col
+
+
+def _integer_gradients_as_skimage(planes, g_row, g_col, where):
+    """scikit-image's float32 gradients at a few pixels of uint8-valued images.
+
+    The fast path differentiates the uint8 values themselves (exact
+    integers); scikit-image differentiates ``to_float`` of them
+    (``value / 255`` in float32), which rounds differently. The pixels whose
+    bin must be decided exactly get scikit-image's gradients here:
+    ``f(above + d_row) - f(above)`` with ``f(v) = float32(v) / 255``, where
+    ``above`` is the pixel above (left of) the centre and ``d_row`` the
+    integer gradient. On the image border the integer gradient is 0, so any
+    ``above`` gives scikit-image's zero.
+
+    Parameters
+    ----------
+    planes : ndarray of shape (H, W, n), float32
+        Gray images holding uint8 values (0-255), image axis last.
+    g_row, g_col : ndarray of shape (Hc, Wc, n), float32
+        Their integer gradients over the whole cells (:func:`_gradients`).
+    where : ndarray of int
+        Flat indices into ``g_row``.
+
+    Returns
+    -------
+    g_row, g_col : ndarray of shape (len(where),), float32
+    """
+    height, width, n = planes.shape
+    crop_cols = g_row.shape[1]
+    d_row, d_col = g_row.reshape(-1).take(where), g_col.reshape(-1).take(where)
+    centre = where  # index into planes
+    if crop_cols != width:
+        centre = where + where // (crop_cols * n) * ((width - crop_cols) * n)
+    flat = planes.reshape(-1)
+    above = flat.take(centre - width * n, mode="clip")
+    left = flat.take(centre - n, mode="clip")
+    scale = np.float32(255)
+    return ((above + d_row) / scale - above / scale,
+            (left + d_col) / scale - left / scale)
 
 
 # float32 squared magnitudes of two channels closer than this (relative) may
@@ -128,34 +207,34 @@ def _dominant_channel(g_row, g_col):
 
     Parameters
     ----------
-    g_row, g_col : ndarray of shape (n, C, H, W), float32
+    g_row, g_col : ndarray of shape (H, W, C, n), float32
 
     Returns
     -------
-    g_row, g_col : ndarray of shape (n, H, W), float32
+    g_row, g_col : ndarray of shape (H, W, n), float32
     """
-    n_channels = g_row.shape[1]
+    n_channels = g_row.shape[2]
     squared = g_row * g_row
     squared += g_col * g_col
-    best_row, best_col = g_row[:, 0].copy(), g_col[:, 0].copy()
-    largest = squared[:, 0].copy()
+    best_row, best_col = g_row[:, :, 0].copy(), g_col[:, :, 0].copy()
+    largest = squared[:, :, 0].copy()
     for channel in range(1, n_channels):
-        larger = squared[:, channel] > largest
-        np.copyto(best_row, g_row[:, channel], where=larger)
-        np.copyto(best_col, g_col[:, channel], where=larger)
-        np.maximum(largest, squared[:, channel], out=largest)
+        larger = squared[:, :, channel] > largest
+        np.copyto(best_row, g_row[:, :, channel], where=larger)
+        np.copyto(best_col, g_col[:, :, channel], where=larger)
+        np.maximum(largest, squared[:, :, channel], out=largest)
     threshold = largest * np.float32(1 - _TIE_TOLERANCE)
     ambiguous = np.zeros(largest.shape, dtype=bool)
     for channel in range(n_channels):
-        differs = g_row[:, channel] != best_row
-        differs |= g_col[:, channel] != best_col
-        differs &= squared[:, channel] >= threshold
+        differs = g_row[:, :, channel] != best_row
+        differs |= g_col[:, :, channel] != best_col
+        differs &= squared[:, :, channel] >= threshold
         ambiguous |= differs
     where = np.nonzero(ambiguous)
     if where[0].size:
-        image, row, col = where
-        rows = g_row[image, :, row, col].astype(np.float64)
-        cols = g_col[image, :, row, col].astype(np.float64)
+        row, col, image = where
+        rows = g_row[row, col, :, image].astype(np.float64)
+        cols = g_col[row, col, :, image].astype(np.float64)
         best = np.sqrt(rows * rows + cols * cols).astype(np.float32).argmax(axis=1)
         picked = np.arange(best.size)
         best_row[where] = rows[picked, best]
@@ -163,10 +242,13 @@ def _dominant_channel(g_row, g_col):
     return best_row, best_col
 
 
+@functools.lru_cache(maxsize=16)
 def _bin_edges(orientations):
-    """scikit-image's bin edges: float32 ``float32(180 / n) * i``."""
+    """scikit-image's bin edges, ``float32(180 / n) * i`` (float32), as float64."""
     step = np.float32(180.0 / orientations)
-    return np.arange(orientations + 1, dtype=np.float32) * step
+    edges = (np.arange(orientations + 1, dtype=np.float32) * step).astype(np.float64)
+    edges.flags.writeable = False
+    return edges
 
 
 def _exact_bins(g_row, g_col, orientations):
@@ -179,37 +261,36 @@ def _exact_bins(g_row, g_col, orientations):
         angle of exactly 180 degrees after the modulo, or one above the
         last float32 edge).
     """
-    angle = np.rad2deg(np.arctan2(g_row.astype(np.float64), g_col.astype(np.float64))) % 180
-    edges = _bin_edges(orientations).astype(np.float64)
-    return np.minimum(np.searchsorted(edges, angle, side="right") - 1, orientations)
+    angle = np.arctan2(g_row, g_col, dtype=np.float64)
+    np.rad2deg(angle, out=angle)
+    np.remainder(angle, 180, out=angle)
+    return np.searchsorted(_bin_edges(orientations), angle, side="right") - 1
 
 
 @functools.lru_cache(maxsize=16)
-def _histogram_offsets(n, cells, cell_shape, orientations):
+def _histogram_offsets(shape, cell_shape, orientations):
     """Index of the first (cell, bin) histogram slot of every pixel.
 
     Parameters
     ----------
-    n : int
-        Number of images.
-    cells : tuple of (int, int)
-        ``(n_cells_row, n_cells_col)``.
+    shape : tuple of (int, int, int)
+        ``(Hc, Wc, n)``: images cropped to whole cells, image axis last.
     cell_shape : tuple of (int, int)
     orientations : int
 
     Returns
     -------
-    offsets : ndarray of shape (n * Hc * Wc,), int32, read-only
-        ``(image * n_cells + cell) * 2 * orientations`` for every pixel of
-        the cropped images (``Hc = n_cells_row * cell_rows``, alike for
-        columns).
+    offsets : ndarray of shape (Hc * Wc * n,), int32, read-only
+        ``(image * n_cells + cell) * 2 * orientations`` for every pixel, in
+        the pixel order of ``shape``.
     """
-    (n_cells_row, n_cells_col), (cell_rows, cell_cols) = cells, cell_shape
-    cell_row = np.arange(n_cells_row * cell_rows) // cell_rows
-    cell_col = np.arange(n_cells_col * cell_cols) // cell_cols
-    cell_of_pixel = cell_row[:, None] * n_cells_col + cell_col[None, :]
-    n_cells = n_cells_row * n_cells_col
-    offsets = (np.arange(n)[:, None, None] * n_cells + cell_of_pixel) * (2 * orientations)
+    crop_rows, crop_cols, n = shape
+    cell_rows, cell_cols = cell_shape
+    n_cells_col = crop_cols // cell_cols
+    n_cells = (crop_rows // cell_rows) * n_cells_col
+    cell_of_pixel = (np.arange(crop_rows)[:, None] // cell_rows * n_cells_col
+                     + np.arange(crop_cols)[None, :] // cell_cols)
+    offsets = (np.arange(n) * n_cells + cell_of_pixel[:, :, None]) * (2 * orientations)
     if offsets.size and offsets.max() > np.iinfo(np.int32).max:  # pragma: no cover
         raise ValueError("HOG: too many cells in one group")
     offsets = offsets.astype(np.int32).reshape(-1)
@@ -217,7 +298,34 @@ def _histogram_offsets(n, cells, cell_shape, orientations):
     return offsets
 
 
-def _cell_histograms(g_row, g_col, cell_shape, orientations):
+@functools.lru_cache(maxsize=16)
+def _fold_matrix(orientations, scale):
+    """(2 * orientations, orientations) matrix that folds 180-360 onto 0-180
+    and multiplies by ``scale``."""
+    fold = np.vstack([np.eye(orientations)] * 2) * scale
+    fold.flags.writeable = False
+    return fold
+
+
+def _quantizer(orientations):
+    """Fixed-point orientation coordinates for binning and the edge test.
+
+    Returns
+    -------
+    shift : int
+        Orientation positions (in bins) are scaled by ``2**shift`` and
+        truncated to int32; the bin is the value ``>> shift``.
+    tolerance : int
+        A pixel whose scaled position lies within ``tolerance`` of a
+        multiple of ``2**shift`` is near a bin edge; at least
+        :data:`_EDGE_TOLERANCE_DEG` (as a fraction of a bin).
+    """
+    tolerance_bins = _EDGE_TOLERANCE_DEG * orientations / 180.0
+    shift = max(0, math.ceil(math.log2(2 / tolerance_bins)))
+    return shift, math.ceil(tolerance_bins * (1 << shift))
+
+
+def _cell_histograms(g_row, g_col, cell_shape, orientations, exact_gradients, scale):
     """Mean gradient magnitude per (cell, orientation bin).
 
     The angle comes from ``cv2.cartToPolar`` in float32 over the full
@@ -229,53 +337,60 @@ def _cell_histograms(g_row, g_col, cell_shape, orientations):
 
     Parameters
     ----------
-    g_row, g_col : ndarray of shape (n, Hc, Wc), float32
+    g_row, g_col : ndarray of shape (Hc, Wc, n), float32
         Gradients of the images cropped to whole cells (``Hc`` a multiple
-        of ``cell_shape[0]``, ``Wc`` of ``cell_shape[1]``).
+        of ``cell_shape[0]``, ``Wc`` of ``cell_shape[1]``), image axis last.
+        Their angles must be within 0.002 degree of scikit-image's.
+    cell_shape : tuple of (int, int)
+    orientations : int
+    exact_gradients : callable
+        ``exact_gradients(where)`` -> scikit-image's float32 ``(g_row,
+        g_col)`` at the flat pixel indices ``where``.
+    scale : float
+        Magnitude of scikit-image's gradients over the magnitude of
+        ``(g_row, g_col)`` (1, or 1 / 255 for gradients of uint8 values).
 
     Returns
     -------
     histograms : ndarray of shape (n, n_cells_row, n_cells_col, orientations), float64
     """
-    n, height, width = g_row.shape
+    height, width, n = g_row.shape
     cell_rows, cell_cols = cell_shape
     cells = (height // cell_rows, width // cell_cols)
-    magnitude, position = cv2.cartToPolar(g_col.reshape(n * height, width),
-                                          g_row.reshape(n * height, width), angleInDegrees=True)
+    magnitude, position = cv2.cartToPolar(g_col.reshape(height, width * n),
+                                          g_row.reshape(height, width * n), angleInDegrees=True)
     magnitude = magnitude.reshape(-1)
-    # bin coordinate over 0..2n: edges at integers; exact for 0, 90, 180, 270
+    # fixed-point bin coordinate over 0..2n bins: edges at multiples of 2**shift
+    shift, tolerance = _quantizer(orientations)
     position = position.reshape(-1)
-    position *= np.float32(orientations)
-    position /= np.float32(180.0)
-    # int32 bins + int32 offsets: the cheapest input np.bincount accepts
-    bins = position.astype(np.int32)
-    distance = np.rint(position)
-    np.subtract(position, distance, out=distance)
-    np.abs(distance, out=distance)
-    near_edge = np.less(distance, np.float32(_EDGE_TOLERANCE_DEG * orientations / 180.0))
+    position *= np.float32(orientations / 180.0 * (1 << shift))
+    fixed = position.astype(np.int32)
+    bins = fixed >> shift
+    # near an edge: the fixed-point coordinate is within `tolerance` of a multiple
+    fixed += tolerance
+    fixed &= (1 << shift) - 1
+    near_edge = np.less(fixed, 2 * tolerance)
     near_edge &= g_row.reshape(-1) != 0
     where = np.flatnonzero(near_edge)
     if where.size:
-        exact = _exact_bins(g_row.reshape(-1)[where], g_col.reshape(-1)[where], orientations)
+        exact = _exact_bins(*exact_gradients(where), orientations)
         magnitude[where[exact == orientations]] = 0
         bins[where] = np.minimum(exact, orientations - 1)
-    bins += _histogram_offsets(n, cells, cell_shape, orientations)
-    n_bins = n * cells[0] * cells[1] * 2 * orientations
-    sums = np.bincount(bins, weights=magnitude, minlength=n_bins)
-    halves = sums.reshape(n, cells[0], cells[1], 2, orientations)
-    histograms = np.add(halves[:, :, :, 0], halves[:, :, :, 1])  # fold 180-360 onto 0-180
-    histograms /= cell_rows * cell_cols
-    return histograms
+    bins += _histogram_offsets((height, width, n), cell_shape, orientations)
+    sums = np.bincount(bins, weights=magnitude, minlength=n * cells[0] * cells[1] * 2 * orientations)
+    # fold 180-360 onto 0-180, mean over the cell, back to scikit-image's gradient scale
+    histograms = sums.reshape(-1, 2 * orientations) @ _fold_matrix(
+        orientations, scale / (cell_rows * cell_cols))
+    return histograms.reshape(n, cells[0], cells[1], orientations)
 
 
-def _normalize_blocks(histograms, block_shape, method, out):
-    """Normalise every block of cells, as scikit-image's ``_hog_normalize_block``.
+def _gather_blocks(histograms, block_shape, out):
+    """Write every block of cells of ``histograms`` into ``out`` (not normalised).
 
     Parameters
     ----------
     histograms : ndarray of shape (n, n_cells_row, n_cells_col, orientations)
     block_shape : tuple of (int, int)
-    method : {"L1", "L1-sqrt", "L2", "L2-Hys"}
     out : ndarray of shape (n, n_features), float32, C-contiguous
         Receives the blocks in the order ``(n_blocks_row, n_blocks_col,
         block_rows, block_cols, orientations)``.
@@ -283,30 +398,49 @@ def _normalize_blocks(histograms, block_shape, method, out):
     n, n_cells_row, n_cells_col, orientations = histograms.shape
     block_rows, block_cols = block_shape
     n_blocks_row, n_blocks_col = n_cells_row - block_rows + 1, n_cells_col - block_cols + 1
-    blocks = out.reshape(n, n_blocks_row, n_blocks_col, block_rows, block_cols, orientations)
-    # one strided copy per cell position inside the block, cheaper than
-    # copying a sliding-window view with its orientation axis moved last
-    for row in range(block_rows):
-        for col in range(block_cols):
-            blocks[:, :, :, row, col] = histograms[:, row:row + n_blocks_row,
-                                                   col:col + n_blocks_col]
-    flat = out.reshape(-1, block_rows * block_cols * orientations)
+    # a view with one entry per (block, cell of the block): one strided copy
+    strides = histograms.strides
+    windows = np.lib.stride_tricks.as_strided(
+        histograms, (n, n_blocks_row, n_blocks_col, block_rows, block_cols, orientations),
+        strides[:3] + strides[1:], writeable=False)
+    np.copyto(out.reshape(windows.shape), windows, casting="same_kind")
+
+
+def _normalize_blocks(blocks, method):
+    """Normalise every block in place, as scikit-image's ``_hog_normalize_block``.
+
+    Parameters
+    ----------
+    blocks : ndarray of shape (n_blocks, block_size), float32
+        Each row one block; ``block_size = block_rows * block_cols *
+        orientations``.
+    method : {"L1", "L1-sqrt", "L2", "L2-Hys"}
+    """
     if method in ("L1", "L1-sqrt"):
         # cell histograms are sums of magnitudes: |v| = v
-        flat /= flat.sum(axis=1, keepdims=True) + np.float32(_EPS)
+        blocks /= blocks.sum(axis=1, keepdims=True) + np.float32(_EPS)
         if method == "L1-sqrt":
-            np.sqrt(flat, out=flat)
+            np.sqrt(blocks, out=blocks)
         return
-    flat /= _l2_norms(flat)
+    blocks /= _l2_norms(blocks)
     if method == "L2-Hys":
-        np.minimum(flat, np.float32(0.2), out=flat)
-        flat /= _l2_norms(flat)
+        # min(v, 0.2) in place; np.minimum with a scalar is several times slower
+        cv2.threshold(blocks, 0.2, 0, cv2.THRESH_TRUNC, dst=blocks)
+        blocks /= _l2_norms(blocks)
 
 
 def _l2_norms(rows):
     """``sqrt(sum(v**2) + eps**2)`` of every row, as a column."""
     squares = np.einsum("ij,ij->i", rows, rows)
     return np.sqrt(squares + np.float32(_EPS**2))[:, None]
+
+
+def _groups(n_images, image_pixels):
+    """(start, stop) of groups of about :data:`_GROUP_PIXELS` pixels, evenly sized."""
+    n_groups = -(-n_images * image_pixels // _GROUP_PIXELS)
+    n_groups = max(1, min(n_images, n_groups))
+    edges = np.linspace(0, n_images, n_groups + 1).round().astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
 def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3, 3),
@@ -317,8 +451,8 @@ def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3,
     ----------
     stack : ndarray of shape (n, H, W) or (n, H, W, C), uint8 or float
         Gray images, or colour images with channels last: uint8 (0-255) or
-        float in [0, 1]; converted with :func:`featclf.preprocessing.to_float`
-        a group of images at a time.
+        float in [0, 1], taken as :func:`featclf.preprocessing.to_float`
+        of them (a group of images at a time).
     orientations : int, default=9
         Number of unsigned orientation bins over 0-180 degrees.
     pixels_per_cell : tuple of (int, int), default=(8, 8)
@@ -358,23 +492,40 @@ def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3,
             "resize them (featclf.preprocessing.Resize) or use smaller cells/blocks"
         )
     crop = (n_cells_row * cell_rows, n_cells_col * cell_cols)
-    n_features = ((n_cells_row - block_rows + 1) * (n_cells_col - block_cols + 1)
-                  * block_rows * block_cols * orientations)
+    block_size = block_rows * block_cols * orientations
+    n_features = (n_cells_row - block_rows + 1) * (n_cells_col - block_cols + 1) * block_size
     features = np.empty((len(stack), n_features), dtype=np.float32)
-    # work on groups of about _GROUP_PIXELS pixels, so temporaries stay in cache
-    group = max(1, _GROUP_PIXELS // (height * width))
-    for start in range(0, len(stack), group):
-        images = to_float(stack[start:start + group])
+    # gray uint8 images are differentiated as integers, 255 times
+    # scikit-image's gradients: no conversion to [0, 1] per pixel
+    integer = stack.dtype == np.uint8 and stack.ndim == 3 and not transform_sqrt
+    # groups of about _GROUP_PIXELS pixels keep the temporaries in cache
+    for start, stop in _groups(len(stack), stack[0].size):
+        planes = _images_last(stack[start:stop])  # (H, W, C, n)
+        if planes.dtype == np.uint8:
+            planes = planes.astype(np.float32)
+            if not integer:
+                planes /= np.float32(255)  # to_float, a group at a time
         if transform_sqrt:
-            images = np.sqrt(images)
-        if images.ndim == 4:  # channels first, so each channel plane is contiguous
-            g_row, g_col = _gradients(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), crop)
+            planes = np.sqrt(planes)  # not in place: planes may be a view of the input
+        g_row, g_col = _gradients(planes, crop)
+        if planes.shape[2] > 1:
             g_row, g_col = _dominant_channel(g_row, g_col)
         else:
-            g_row, g_col = _gradients(np.ascontiguousarray(images), crop)
-        histograms = _cell_histograms(g_row, g_col, (cell_rows, cell_cols), orientations)
-        _normalize_blocks(histograms, (block_rows, block_cols), block_norm,
-                          out=features[start:start + group])
+            g_row, g_col = g_row[:, :, 0], g_col[:, :, 0]
+        if integer:
+            exact_gradients = functools.partial(
+                _integer_gradients_as_skimage, planes[:, :, 0], g_row, g_col)
+        else:
+            def exact_gradients(where, g_row=g_row, g_col=g_col):
+                return g_row.reshape(-1)[where], g_col.reshape(-1)[where]
+        histograms = _cell_histograms(g_row, g_col, pixels_per_cell, orientations,
+                                      exact_gradients, scale=1 / 255 if integer else 1.0)
+        _gather_blocks(histograms, cells_per_block, out=features[start:stop])
+    # normalise a few rows at a time (about _GROUP_PIXELS values), in cache
+    blocks = features.reshape(-1, block_size)
+    step = max(1, _GROUP_PIXELS // block_size)
+    for start in range(0, len(blocks), step):
+        _normalize_blocks(blocks[start:start + step], block_norm)
     return features
 
 
