@@ -421,11 +421,22 @@ class DenseSIFT(ImageTransformer):
             groups = by_kind.values()
         sets = [None] * len(images)
         for indices in groups:
-            height, width = images[indices[0]].shape[:2]
+            shape = images[indices[0]].shape[:2]
+            plan = _grid_plan(shape, self.step, patch_sizes, self.n_cells,
+                              self.n_bins_orientation, self.window_size)
+            if plan is None:
+                for index in indices:
+                    sets[index] = DescriptorSet.empty(self.n_dims_, shape)
+                continue
+            # one output array for the group, which each batch fills: fewer,
+            # larger allocations (NumPy backs those of 4 MiB or more with
+            # huge pages, so much less time goes to first-touch page faults)
+            _, positions, scales = plan
+            descriptors = np.empty((len(indices), len(scales), self.n_dims_), np.float32)
             # images of one size and dtype are described together, in equal
             # batches of at most about _BATCH_PIXELS pixels (fewer calls per
             # image, and a working set that stays in cache)
-            n_batches = -(-len(indices) * height * width // _BATCH_PIXELS)
+            n_batches = -(-len(indices) * shape[0] * shape[1] // _BATCH_PIXELS)
             per_batch = -(-len(indices) // n_batches)
             for start in range(0, len(indices), per_batch):
                 batch = indices[start:start + per_batch]
@@ -433,37 +444,34 @@ class DenseSIFT(ImageTransformer):
                     stack = _gray_side_by_side(images[batch[0]:batch[-1] + 1])
                 else:
                     stack = _gray_side_by_side([images[i] for i in batch])
-                described = self._describe_same_size(stack, width, patch_sizes)
-                for index, descriptor_set in zip(batch, described):
-                    sets[index] = descriptor_set
+                self._describe_same_size(stack, shape[1], plan,
+                                         descriptors[start:start + len(batch)])
+            # every image of the group has the same grid: positions and
+            # scales are one read-only array shared by all
+            described = DescriptorSet.sharing_grid(descriptors, positions, scales, shape)
+            for index, descriptor_set in zip(indices, described):
+                sets[index] = descriptor_set
         return sets
 
-    def _describe_same_size(self, stack, width, patch_sizes):
-        """Descriptor sets of the images (``width`` columns) of a side-by-side
-        stack ``(H, n, W')`` (see :func:`_gray_side_by_side`)."""
-        height, n_images, _ = stack.shape
-        shape = (height, width)
-        plan = _grid_plan(shape, self.step, patch_sizes, self.n_cells,
-                          self.n_bins_orientation, self.window_size)
-        if plan is None:
-            return [DescriptorSet.empty(self.n_dims_, shape) for _ in range(n_images)]
-        scale_plans, positions, scales = plan
-        descriptors = [self._describe_scale(stack, width, scale_plan)
-                       for scale_plan in scale_plans]
-        descriptors = descriptors[0] if len(descriptors) == 1 else np.concatenate(
-            descriptors, axis=1)
-        # every image of the batch has the same grid: positions and scales
-        # are one read-only array shared by all
-        return DescriptorSet.sharing_grid(descriptors, positions, scales, shape)
+    def _describe_same_size(self, stack, width, plan, out):
+        """Describe the images (``width`` columns) of a side-by-side stack
+        ``(H, n, W')`` (see :func:`_gray_side_by_side`) on the grid ``plan``
+        (see :func:`_grid_plan`), into ``out`` of shape ``(n, k, n_dims_)``."""
+        scale_plans, _, _ = plan
+        start = 0
+        for scale_plan in scale_plans:
+            n_grid = len(scale_plan.row_index) * len(scale_plan.col_index)
+            self._describe_scale(stack, width, scale_plan, out[:, start:start + n_grid])
+            start += n_grid
 
-    def _describe_scale(self, stack, width, plan):
+    def _describe_scale(self, stack, width, plan, out):
         """Descriptors of one scale for a side-by-side stack ``(H, n, W')``.
 
-        Returns an array of shape ``(n, n_y * n_x, n_dims_)``. Every image
-        is filtered with its own borders (see :func:`_gradient_polar`), so
-        it is described exactly as if it were alone.
+        Writes them into ``out``, of shape ``(n, n_y * n_x, n_dims_)``.
+        Every image is filtered with its own borders (see
+        :func:`_gradient_polar`), so it is described exactly as if it were
+        alone.
         """
-        n_images = stack.shape[1]
         sigma = None if self.magnif is None else plan.cell / self.magnif
         magnitude, position = _gradient_polar(stack, self.n_bins_orientation, sigma)
         magnitude[:, :, width:] = 0.0  # the padding columns are outside the image
@@ -475,20 +483,21 @@ class DenseSIFT(ImageTransformer):
         # then weighted by the window
         cells = _cell_windows(pooled, plan.row_index, plan.col_index,
                               (plan.row_affine, plan.col_affine))
-        raw = np.empty(cells.shape, np.float32)
-        np.copyto(raw, cells)
-        n_grid = len(plan.row_index) * len(plan.col_index)
-        raw = raw.reshape(n_images * n_grid, -1)
+        # (in place when out is one block: a single scale)
+        in_place = out.flags.c_contiguous
+        raw = out if in_place else np.empty(out.shape, np.float32)
+        np.copyto(raw.reshape(cells.shape), cells)
+        raw = raw.reshape(-1, out.shape[2])
         raw *= plan.window
         # mass: the sum of the raw descriptor
         mass = cv2.reduce(raw, 1, cv2.REDUCE_SUM).ravel()
         span = (self.n_cells - 1) * plan.cell + 1
-        descriptors = _normalize_sift_in_place(
-            raw, SIFT_CLIP, zero=mass < self.contrast_threshold * span * span
-        )
+        _normalize_sift_in_place(raw, SIFT_CLIP,
+                                 zero=mass < self.contrast_threshold * span * span)
         if self.root_sift:
-            descriptors = root_sift(descriptors)
-        return descriptors.reshape(n_images, n_grid, -1)
+            np.copyto(raw, root_sift(raw))
+        if not in_place:
+            out[...] = raw.reshape(out.shape)
 
 
 class _ScalePlan(typing.NamedTuple):
@@ -562,6 +571,10 @@ _LATTICE_BAND_PIXELS = 131072
 _COLUMN_ALIGNMENT = 16
 
 
+#: row sizes (bytes) that ``cv2.transpose`` moves as one element
+_TRANSPOSABLE_ROW_BYTES = (16, 32)
+
+
 def _gray_side_by_side(images):
     """Images of one shape and dtype as float gray (0-1), side by side.
 
@@ -580,17 +593,25 @@ def _gray_side_by_side(images):
         ``(H, n * W')`` every column is one image column, so horizontal and
         vertical filters treat each image as if it were alone.
     """
-    first = images[0]
-    height, width = first.shape[:2]
+    images = np.asarray(images) if isinstance(images, np.ndarray) else np.stack(images)
+    n_images, height, width = images.shape[:3]
     padded_width = width + -width % _COLUMN_ALIGNMENT
-    stack = np.empty((height, len(images), padded_width) + first.shape[2:], first.dtype)
-    if isinstance(images, np.ndarray):
-        stack[:, :, :width] = np.swapaxes(images, 0, 1)
+    padded = images
+    if padded_width > width:
+        # every image row extended by copies of its last pixel (one OpenCV pass)
+        rows = images.reshape((n_images * height, width) + images.shape[3:])
+        padded = cv2.copyMakeBorder(rows, 0, 0, 0, padded_width - width, cv2.BORDER_REPLICATE)
+        padded = padded.reshape((n_images, height) + padded.shape[1:])
+    # (n, H, W') to (H, n, W'): OpenCV transposes the (n, H) grid of rows
+    # when a row is one of its element sizes (NumPy's copy costs about as
+    # much per short row as the whole conversion to float)
+    if padded.ndim == 3 and padded.dtype.itemsize * padded_width in _TRANSPOSABLE_ROW_BYTES:
+        stack = cv2.transpose(padded)
     else:
-        np.stack(images, axis=1, out=stack[:, :, :width])
-    stack[:, :, width:] = stack[:, :, width - 1:width]
-    if stack.dtype == np.uint8:  # to_float's values (x / 255 in float32), one pass
-        stack = np.divide(stack, np.float32(255), dtype=np.float32)
+        stack = np.ascontiguousarray(np.swapaxes(padded, 0, 1))
+    if stack.dtype == np.uint8:  # to_float's values: x / 255 in float32
+        stack = stack.astype(np.float32)
+        np.divide(stack, np.float32(255), out=stack)
     else:
         stack = to_float(stack)
     if stack.ndim == 4:
@@ -810,8 +831,11 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
     """
     n_images = magnitude.shape[1]
     moments = _lattice_moments(cell)
-    by_bin = np.empty((n_bins, n_images, n_rows, n_cols), np.float32)
     n_blocks_x = n_cols + 1
+    # (lattice row, image, lattice column, bin), bins last (what the
+    # descriptors gather); each band writes one junk row below its lattice
+    # rows (overwritten by the next band) and one junk column per image
+    pooled = np.empty((n_rows + 1, n_images, n_blocks_x, n_bins), np.float32)
     # equal bands of at most about _LATTICE_BAND_PIXELS block pixels
     band_pixels = cell * cell * n_images * n_blocks_x * (n_rows + 1)
     n_bands = -(-band_pixels // _LATTICE_BAND_PIXELS)
@@ -833,22 +857,20 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
             np.matmul(moments, plane, out=sums[k])
         # lattice point (i, j) takes wa*wa of block (i+1, j+1), wa*wb of
         # block (i+1, j), wb*wa of block (i, j+1) and wb*wb of block (i, j):
-        # in the flat block order (image, block row, block column) these are
-        # n_blocks_x + 1, n_blocks_x, 1 and 0 blocks after block (i, j), so
-        # the sums are shifted 1-D runs (the last block row and column of
-        # each image, which wrap, are dropped)
-        length = sums.shape[2] - n_blocks_x - 1
+        # in the flat block order (block row, image, block column) these are
+        # n * n_blocks_x + 1, n * n_blocks_x, 1 and 0 blocks after block
+        # (i, j), so the sums are shifted 1-D runs (the last block column of
+        # each image and the last block row, which wrap, are dropped)
+        down = n_images * n_blocks_x
+        length = sums.shape[2] - down - 1
         lattice = np.empty((n_bins, sums.shape[2]), np.float32)
         ahead = lattice[:, :length]
-        np.add(sums[:, 0, n_blocks_x + 1:], sums[:, 1, n_blocks_x:-1], out=ahead)
+        np.add(sums[:, 0, down + 1:], sums[:, 1, down:-1], out=ahead)
         ahead += sums[:, 2, 1:length + 1]
         ahead += sums[:, 3, :length]
-        lattice = lattice.reshape(n_bins, n_images, n_blocks_y, n_blocks_x)
-        by_bin[:, :, start:stop] = lattice[:, :, :-1, :-1]
-    # bins last (what the descriptors gather), by OpenCV's fast transpose
-    pooled = np.empty((n_images, n_rows, n_cols, n_bins), np.float32)
-    cv2.transpose(by_bin.reshape(n_bins, -1), dst=pooled.reshape(-1, n_bins))
-    return pooled
+        # bins last, by OpenCV's fast transpose
+        cv2.transpose(lattice, dst=pooled[start:stop + 1].reshape(-1, n_bins))
+    return pooled[:-1, :, :-1].transpose(1, 0, 2, 3)
 
 
 def _polyphase(plane, corner, block_shape, cell):
@@ -867,23 +889,28 @@ def _polyphase(plane, corner, block_shape, cell):
 
     Returns
     -------
-    blocks : ndarray of shape (c * c, n * n_blocks_y * n_blocks_x), float32
+    blocks : ndarray of shape (c * c, n_blocks_y * n * n_blocks_x), float32
         Row ``r_y * c + r_x`` holds the pixel at offset ``(r_y, r_x)`` of
-        every block, ordered (image, block row, block column).
+        every block, ordered (block row, image, block column).
     """
     height, n_images, width = plane.shape
     (top, left), (n_down, n_across) = corner, block_shape
     bottom, right = top + n_down * cell, left + n_across * cell
     if top >= 0 and left >= 0 and bottom <= height and right <= width:
-        region = plane[top:bottom, :, left:right]
+        region = np.ascontiguousarray(plane[top:bottom, :, left:right])
     else:
         region = np.zeros((n_down * cell, n_images, n_across * cell), np.float32)
         inside_top, inside_left = max(top, 0), max(left, 0)
         inside_bottom, inside_right = min(bottom, height), min(right, width)
         region[inside_top - top:inside_bottom - top, :, inside_left - left:inside_right - left] = \
             plane[inside_top:inside_bottom, :, inside_left:inside_right]
-    blocks = region.reshape(n_down, cell, n_images, n_across, cell).transpose(1, 4, 2, 0, 3)
-    return np.ascontiguousarray(blocks).reshape(cell * cell, -1)
+    # (block row, r_y, image, block column, r_x): OpenCV's transpose brings
+    # r_x first (NumPy's copy of the full permutation, with its c-element
+    # strides, is several times slower), then NumPy moves r_y next to it
+    # in runs of n * n_blocks_x contiguous pixels
+    offsets_x_first = cv2.transpose(region.reshape(-1, cell))
+    blocks = offsets_x_first.reshape(cell, n_down, cell, n_images * n_across)
+    return np.ascontiguousarray(blocks.transpose(2, 0, 1, 3)).reshape(cell * cell, -1)
 
 
 def _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols):
