@@ -78,8 +78,10 @@ _MERGE_BINS_POINTS = 10
 #: pixels per group of images padded, coded and counted at once.
 _GROUP_PIXELS = 1 << 18
 
-#: pixels whose codes are computed at once (float32 temporaries of 128 KiB).
-_CHUNK_PIXELS = 1 << 15
+#: pixels whose codes are computed at once (float32 temporaries of 256 KiB;
+#: 2**17 is faster on large images but its buffers are then fresh memory
+#: at every call for small ones: page faults).
+_CHUNK_PIXELS = 1 << 16
 
 #: an interpolated neighbour whose float32 value is within this of the
 #: centre is compared again in float64 (the float32 value is within 1e-4 of
