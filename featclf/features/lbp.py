@@ -548,9 +548,13 @@ def _exact_bits(flat_u8, where, unsure, layout, points, radius):
     pixel, neighbour = _set_bits(unsure)
     row_fractions, col_fractions, top_left, col_step, row_step = _exact_sampling(
         layout.height, layout.width, points, radius)
-    tall_row, col = np.divmod(where, layout.stride)  # per pixel, then per pair
-    row = (tall_row - layout.pad_rows) % layout.block  # row inside its image
+    # row and column per pixel, then per pair (floor division and products:
+    # numpy's divmod and % are slower)
+    tall_row = where // layout.stride
+    col = where - tall_row * layout.stride
     col -= layout.pad_cols
+    tall_row -= layout.pad_rows
+    row = tall_row - (tall_row // layout.block) * layout.block  # row inside its image
     dr = row_fractions[neighbour * layout.height + row[pixel]]
     dc = col_fractions[neighbour * layout.width + col[pixel]]
     position = where[pixel]
@@ -587,13 +591,17 @@ def _set_bits(masks):
     indices, bits = [], []
     index = np.arange(len(masks))
     masks = masks.astype(np.int64)
-    while index.size:
+    while True:
         lowest = masks & -masks
         indices.append(index)
         bits.append(np.bitwise_count(lowest - 1))
         masks ^= lowest
-        left = np.flatnonzero(masks)
+        left = np.flatnonzero(masks != 0)  # (on bool: much faster)
+        if not left.size:
+            break
         index, masks = index[left], masks[left]
+    if len(indices) == 1:
+        return indices[0], bits[0].astype(np.int64)
     return np.concatenate(indices), np.concatenate(bits).astype(np.int64)
 
 
