@@ -135,8 +135,7 @@ def _chunk_codes_of(image, points, radius):
     buffers = lbp_module._ChunkBuffers(layout.size, layout.pad_rows * layout.stride,
                                        layout.stride, np.uint32)
     rows = (layout.pad_rows, layout.n_rows - layout.pad_rows)
-    where, unsure = lbp_module._chunk_codes(flat_u8.astype(np.float32), flat_u8, codes, rows,
-                                            layout, buffers)
+    where, unsure = lbp_module._chunk_codes(flat_u8, codes, rows, layout, buffers)
     return flat_u8, codes, where, unsure, layout
 
 
@@ -245,3 +244,17 @@ def test_calchist_and_bincount_counts_agree(method, gray_images, monkeypatch):
     with_calchist = LBP(**params).fit(images).transform(images)
     monkeypatch.setattr("featclf.features.lbp._HIST_SLOTS", 0)
     np.testing.assert_array_equal(LBP(**params).fit(images).transform(images), with_calchist)
+
+
+def test_work_buffers_are_kept_per_thread_and_reused():
+    """The chunk work arrays stay allocated between calls (no page faults per
+    call); a later, smaller image uses slices of the larger ones."""
+    from featclf.features import lbp as lbp_module
+
+    big = data.camera()[:300, :280]
+    for image in (big, _test_images()[2], big[:50, :45], big[:7, :300]):
+        codes = lbp_codes(image[None], 8, 1, "uniform")[0]
+        np.testing.assert_array_equal(codes, local_binary_pattern(image, 8, 1, "uniform"))
+    kept = lbp_module._THREAD_BUFFERS.by_dtype[np.dtype(np.uint8)]
+    assert kept is lbp_module._chunk_buffers(100, 50, 50, np.uint8)
+    assert kept.stride >= 301

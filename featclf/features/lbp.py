@@ -55,6 +55,7 @@ References
 import functools
 import math
 import numbers
+import threading
 
 import cv2
 import numpy as np
@@ -78,10 +79,9 @@ _MERGE_BINS_POINTS = 10
 #: pixels per group of images padded, coded and counted at once.
 _GROUP_PIXELS = 1 << 18
 
-#: pixels whose codes are computed at once (float32 temporaries of 256 KiB;
-#: 2**17 is faster on large images but its buffers are then fresh memory
-#: at every call for small ones: page faults).
-_CHUNK_PIXELS = 1 << 16
+#: pixels whose codes are computed at once (float32 work arrays of 512 KiB,
+#: kept per thread between calls: see _chunk_buffers).
+_CHUNK_PIXELS = 1 << 17
 
 #: an interpolated neighbour whose float32 value is within this of the
 #: centre is compared again in float64 (the float32 value is within 1e-4 of
@@ -359,19 +359,18 @@ def _padded_codes(gray, layout, points, radius):
         padding holds garbage.
     """
     flat_u8 = layout.pad(gray)
-    flat = flat_u8.astype(np.float32)
     code_dtype = np.uint8 if points <= 8 else np.uint16 if points <= 16 else np.uint32
     codes = np.zeros(layout.size, dtype=code_dtype)
     stride, pad_rows = layout.stride, layout.pad_rows
     # rows of the tall image whose codes are needed (first image row to last)
     first_row, stop_row = pad_rows, layout.n_rows - pad_rows
     rows_per_chunk = max(1, _CHUNK_PIXELS // stride)
-    buffers = _ChunkBuffers(min(rows_per_chunk, stop_row - first_row) * stride,
-                            layout.pad_rows * stride, stride, code_dtype)
+    buffers = _chunk_buffers(min(rows_per_chunk, stop_row - first_row) * stride,
+                             layout.pad_rows * stride, stride, code_dtype)
     pending, n_pending = [], 0  # near ties, decided _EXACT_BATCH pixels at a time
     for row in range(first_row, stop_row, rows_per_chunk):
         rows = (row, min(row + rows_per_chunk, stop_row))
-        pending.append(_chunk_codes(flat, flat_u8, codes, rows, layout, buffers))
+        pending.append(_chunk_codes(flat_u8, codes, rows, layout, buffers))
         n_pending += len(pending[-1][0])
         if n_pending >= _EXACT_BATCH or rows[1] == stop_row:
             where = np.concatenate([where for where, _ in pending])
@@ -383,10 +382,34 @@ def _padded_codes(gray, layout, points, radius):
     return codes
 
 
+#: per thread: code dtype -> the largest :class:`_ChunkBuffers` used so far
+_THREAD_BUFFERS = threading.local()
+
+
+def _chunk_buffers(size, halo, stride, code_dtype):
+    """This thread's :class:`_ChunkBuffers` at least this large, kept between
+    calls: fresh memory for every group costs page faults, and the buffers
+    are in cache. (Every use slices them to the chunk's size.)"""
+    kept = getattr(_THREAD_BUFFERS, "by_dtype", None)
+    if kept is None:
+        kept = _THREAD_BUFFERS.by_dtype = {}
+    buffers = kept.get(np.dtype(code_dtype))
+    if buffers is None or buffers.size < size or buffers.halo < halo or buffers.stride < stride:
+        if buffers is not None:
+            size, halo, stride = (max(size, buffers.size), max(halo, buffers.halo),
+                                  max(stride, buffers.stride))
+        buffers = kept[np.dtype(code_dtype)] = _ChunkBuffers(size, halo, stride, code_dtype)
+    return buffers
+
+
 class _ChunkBuffers:
     """Work arrays of one chunk, reused by every chunk of a group."""
 
     def __init__(self, size, halo, stride, code_dtype):
+        self.size, self.halo, self.stride = size, halo, stride
+        # the chunk's pixels and the halo around them, as float32 (converted
+        # chunk by chunk: they are still in cache when they are used)
+        self.pixels = np.empty(size + 2 * halo + 2 * stride, np.float32)
         self.value = np.empty(size, np.float32)
         self.low = np.empty(size, np.float32)  # centre - margin
         self.high = np.empty(size, np.float32)  # centre + margin
@@ -408,7 +431,7 @@ class _ChunkBuffers:
         return self.horizontal[index]
 
 
-def _chunk_codes(flat, flat_u8, codes, rows, layout, buffers):
+def _chunk_codes(flat_u8, codes, rows, layout, buffers):
     """Write the default codes of tall-image rows ``rows[0]:rows[1]`` into ``codes``.
 
     Returns
@@ -423,9 +446,14 @@ def _chunk_codes(flat, flat_u8, codes, rows, layout, buffers):
     size = (rows[1] - rows[0]) * stride
     halo = layout.pad_rows * stride
     centre_u8 = flat_u8[begin:begin + size]
+    # flat_u8[begin - around:begin + size + around] as float32
+    around = halo + layout.pad_cols
+    flat = buffers.pixels[:size + 2 * around]
+    np.copyto(flat, flat_u8[begin - around:begin + size + around])
+    centre = flat[around:around + size]
     low, high = buffers.low[:size], buffers.high[:size]
-    np.subtract(flat[begin:begin + size], np.float32(_TIE_MARGIN), out=low)
-    np.add(flat[begin:begin + size], np.float32(_TIE_MARGIN), out=high)
+    np.subtract(centre, np.float32(_TIE_MARGIN), out=low)
+    np.add(centre, np.float32(_TIE_MARGIN), out=high)
     value, bit = buffers.value[:size], buffers.bit[:size]
     lower = codes[begin - margin:begin - margin + size]  # codes against centre - margin
     upper = buffers.upper[:size]
@@ -447,7 +475,7 @@ def _chunk_codes(flat, flat_u8, codes, rows, layout, buffers):
         key = (col_low, col_high, dc)
         if key not in mixed_by_key:
             # (1 - dc) * left + dc * right on the chunk and `halo` around it
-            lo = begin - halo
+            lo = layout.pad_cols  # begin - halo in `flat`
             left = flat[lo + col_low:lo + col_low + size + 2 * halo]
             if col_low == col_high:
                 mixed_by_key[key] = left
