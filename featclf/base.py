@@ -174,7 +174,10 @@ def _load_one(batch, index):
 def _chunk_bounds(n_images, n_jobs, chunk_size):
     n_chunks = max(n_jobs, -(-n_images // chunk_size))
     n_chunks = min(n_chunks, n_images)
-    edges = np.linspace(0, n_images, n_chunks + 1).round().astype(int)
+    if n_chunks == 0:
+        return []
+    # plain ints: np.linspace costs ~6 us, a share of a small batch's work
+    edges = [n_images * k // n_chunks for k in range(n_chunks + 1)]
     return list(zip(edges[:-1], edges[1:]))
 
 

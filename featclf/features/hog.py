@@ -307,7 +307,8 @@ def _fold_matrix(orientations, scale):
     return fold
 
 
-def _quantizer(orientations):
+@functools.lru_cache(maxsize=16)
+def _quantizer(orientations, tolerance_deg):
     """Fixed-point orientation coordinates for binning and the edge test.
 
     Returns
@@ -318,9 +319,9 @@ def _quantizer(orientations):
     tolerance : int
         A pixel whose scaled position lies within ``tolerance`` of a
         multiple of ``2**shift`` is near a bin edge; at least
-        :data:`_EDGE_TOLERANCE_DEG` (as a fraction of a bin).
+        ``tolerance_deg`` (:data:`_EDGE_TOLERANCE_DEG`) as a fraction of a bin.
     """
-    tolerance_bins = _EDGE_TOLERANCE_DEG * orientations / 180.0
+    tolerance_bins = tolerance_deg * orientations / 180.0
     shift = max(0, math.ceil(math.log2(2 / tolerance_bins)))
     return shift, math.ceil(tolerance_bins * (1 << shift))
 
@@ -361,7 +362,7 @@ def _cell_histograms(g_row, g_col, cell_shape, orientations, exact_gradients, sc
                                           g_row.reshape(height, width * n), angleInDegrees=True)
     magnitude = magnitude.reshape(-1)
     # fixed-point bin coordinate over 0..2n bins: edges at multiples of 2**shift
-    shift, tolerance = _quantizer(orientations)
+    shift, tolerance = _quantizer(orientations, _EDGE_TOLERANCE_DEG)
     position = position.reshape(-1)
     position *= np.float32(orientations / 180.0 * (1 << shift))
     fixed = position.astype(np.int32)
@@ -399,10 +400,11 @@ def _gather_blocks(histograms, block_shape, out):
     block_rows, block_cols = block_shape
     n_blocks_row, n_blocks_col = n_cells_row - block_rows + 1, n_cells_col - block_cols + 1
     # a view with one entry per (block, cell of the block): one strided copy
+    # (np.ndarray over the contiguous buffer: a third of as_strided's cost)
     strides = histograms.strides
-    windows = np.lib.stride_tricks.as_strided(
-        histograms, (n, n_blocks_row, n_blocks_col, block_rows, block_cols, orientations),
-        strides[:3] + strides[1:], writeable=False)
+    windows = np.ndarray((n, n_blocks_row, n_blocks_col, block_rows, block_cols, orientations),
+                         histograms.dtype, np.ascontiguousarray(histograms), 0,
+                         strides[:3] + strides[1:])
     np.copyto(out.reshape(windows.shape), windows, casting="same_kind")
 
 
@@ -437,10 +439,9 @@ def _l2_norms(rows):
 
 def _groups(n_images, image_pixels):
     """(start, stop) of groups of about :data:`_GROUP_PIXELS` pixels, evenly sized."""
-    n_groups = -(-n_images * image_pixels // _GROUP_PIXELS)
-    n_groups = max(1, min(n_images, n_groups))
-    edges = np.linspace(0, n_images, n_groups + 1).round().astype(int)
-    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    n_groups = max(1, min(n_images, -(-n_images * image_pixels // _GROUP_PIXELS)))
+    edges = [n_images * k // n_groups for k in range(n_groups + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3, 3),
