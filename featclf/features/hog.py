@@ -143,11 +143,18 @@ def _gradients(planes, crop):
         np.subtract(planes[2:inner_rows + 1, :crop_cols], planes[:inner_rows - 1, :crop_cols],
                     out=g_row[1:inner_rows])
     inner_cols = min(crop_cols, width - 1)
-    g_col[:, :1] = 0
-    g_col[:, max(inner_cols, 1):] = 0
-    if inner_cols > 1:
+    if crop_cols == width and width > 2:
+        # whole rows: one flat subtraction (a 2-D one runs ~3x slower when the
+        # row length is a multiple of 4 KiB); the values that straddle two
+        # rows are the border columns, zeroed below
+        step = planes[0, 0].size
+        flat = planes.reshape(-1)[:crop_rows * width * step]
+        np.subtract(flat[2 * step:], flat[:-2 * step], out=g_col.reshape(-1)[step:-step])
+    elif inner_cols > 1:
         np.subtract(planes[:crop_rows, 2:inner_cols + 1], planes[:crop_rows, :inner_cols - 1],
                     out=g_col[:, 1:inner_cols])
+    g_col[:, :1] = 0
+    g_col[:, max(inner_cols, 1):] = 0
     return g_row, g_col
 
 
