@@ -85,7 +85,7 @@ def _pair(value, name):
 
 
 def _images_last(stack):
-    """The images of ``stack`` as planes with the image axis last.
+    """The images of a gray stack as planes with the image axis last.
 
     With the image axis innermost, every later step works on long
     contiguous runs even for tiny images, and cropping to whole cells is a
@@ -93,22 +93,40 @@ def _images_last(stack):
 
     Parameters
     ----------
-    stack : ndarray of shape (n, H, W) or (n, H, W, C), uint8 or float32
+    stack : ndarray of shape (n, H, W), uint8 or float32
 
     Returns
     -------
-    planes : ndarray of shape (H, W, C, n), same dtype, C-contiguous
-        ``C = 1`` for gray images. A view of ``stack`` when ``n == 1``.
+    planes : ndarray of shape (H, W, n), same dtype, C-contiguous
+        A view of ``stack`` when ``n == 1``.
     """
-    n, height, width = stack.shape[:3]
+    n, height, width = stack.shape
     rows = np.ascontiguousarray(stack).reshape(n, -1)
     if n == 1:
         planes = rows
     elif n <= 4:  # cv2.transpose is slow for a few long rows; merge interleaves them
-        planes = cv2.merge(list(rows.reshape(n, height, -1)))
+        planes = cv2.merge(list(rows.reshape(n, height, width)))
     else:
         planes = cv2.transpose(rows)
-    return planes.reshape(height, width, -1, n)
+    return planes.reshape(height, width, n)
+
+
+def _channels(stack):
+    """The channels of a stack as gray stacks (a colour stack is split, in one pass).
+
+    Parameters
+    ----------
+    stack : ndarray of shape (n, H, W) or (n, H, W, C)
+
+    Returns
+    -------
+    channels : list of ndarray of shape (n, H, W), C-contiguous
+    """
+    if stack.ndim == 3:
+        return [stack]
+    n, height, width, n_channels = stack.shape
+    pixels = np.ascontiguousarray(stack).reshape(n * height, width, n_channels)
+    return [channel.reshape(n, height, width) for channel in cv2.split(pixels)]
 
 
 def _gradients(planes, crop):
@@ -122,14 +140,14 @@ def _gradients(planes, crop):
 
     Parameters
     ----------
-    planes : ndarray of shape (H, W, ...), float32
-        Images with the image axis (and channels) last.
+    planes : ndarray of shape (H, W, n), float32
+        Images with the image axis last.
     crop : tuple of (int, int)
         ``(Hc, Wc)`` with ``Hc <= H`` and ``Wc <= W``.
 
     Returns
     -------
-    g_row, g_col : ndarray of shape (Hc, Wc, ...), float32, C-contiguous
+    g_row, g_col : ndarray of shape (Hc, Wc, n), float32, C-contiguous
     """
     height, width = planes.shape[:2]
     crop_rows, crop_cols = crop
@@ -202,7 +220,7 @@ def _integer_gradients_as_skimage(planes, g_row, g_col, where):
 _TIE_TOLERANCE = 4e-6
 
 
-def _dominant_channel(g_row, g_col):
+def _dominant_channel(g_rows, g_cols):
     """Per pixel, the gradient of the channel with the largest magnitude.
 
     scikit-image compares ``np.hypot`` of float32 gradients (hypot is
@@ -214,38 +232,42 @@ def _dominant_channel(g_row, g_col):
 
     Parameters
     ----------
-    g_row, g_col : ndarray of shape (H, W, C, n), float32
+    g_rows, g_cols : list of ndarray of shape (H, W, n), float32
+        The gradients of each channel.
 
     Returns
     -------
     g_row, g_col : ndarray of shape (H, W, n), float32
     """
-    n_channels = g_row.shape[2]
-    squared = g_row * g_row
-    squared += g_col * g_col
-    best_row, best_col = g_row[:, :, 0].copy(), g_col[:, :, 0].copy()
-    largest = squared[:, :, 0].copy()
-    for channel in range(1, n_channels):
-        larger = squared[:, :, channel] > largest
-        np.copyto(best_row, g_row[:, :, channel], where=larger)
-        np.copyto(best_col, g_col[:, :, channel], where=larger)
-        np.maximum(largest, squared[:, :, channel], out=largest)
+    squared = []
+    for g_row, g_col in zip(g_rows, g_cols):
+        channel_squared = g_row * g_row
+        channel_squared += g_col * g_col
+        squared.append(channel_squared)
+    best_row, best_col = g_rows[0].copy(), g_cols[0].copy()
+    largest = squared[0].copy()
+    height = largest.shape[0]
+    for g_row, g_col, channel_squared in zip(g_rows[1:], g_cols[1:], squared[1:]):
+        larger = (channel_squared > largest).view(np.uint8).reshape(height, -1)
+        # masked copies in place; cv2.copyTo is ~15x faster than np.copyto(where=)
+        cv2.copyTo(g_row.reshape(height, -1), larger, best_row.reshape(height, -1))
+        cv2.copyTo(g_col.reshape(height, -1), larger, best_col.reshape(height, -1))
+        np.maximum(largest, channel_squared, out=largest)
     threshold = largest * np.float32(1 - _TIE_TOLERANCE)
     ambiguous = np.zeros(largest.shape, dtype=bool)
-    for channel in range(n_channels):
-        differs = g_row[:, :, channel] != best_row
-        differs |= g_col[:, :, channel] != best_col
-        differs &= squared[:, :, channel] >= threshold
+    for g_row, g_col, channel_squared in zip(g_rows, g_cols, squared):
+        differs = g_row != best_row
+        differs |= g_col != best_col
+        differs &= channel_squared >= threshold
         ambiguous |= differs
-    where = np.nonzero(ambiguous)
-    if where[0].size:
-        row, col, image = where
-        rows = g_row[row, col, :, image].astype(np.float64)
-        cols = g_col[row, col, :, image].astype(np.float64)
+    where = np.flatnonzero(ambiguous)
+    if where.size:
+        rows = np.stack([g_row.reshape(-1)[where] for g_row in g_rows], axis=1).astype(np.float64)
+        cols = np.stack([g_col.reshape(-1)[where] for g_col in g_cols], axis=1).astype(np.float64)
         best = np.sqrt(rows * rows + cols * cols).astype(np.float32).argmax(axis=1)
         picked = np.arange(best.size)
-        best_row[where] = rows[picked, best]
-        best_col[where] = cols[picked, best]
+        best_row.reshape(-1)[where] = rows[picked, best]
+        best_col.reshape(-1)[where] = cols[picked, best]
     return best_row, best_col
 
 
@@ -508,21 +530,22 @@ def hog_batch(stack, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3,
     integer = stack.dtype == np.uint8 and stack.ndim == 3 and not transform_sqrt
     # groups of about _GROUP_PIXELS pixels keep the temporaries in cache
     for start, stop in _groups(len(stack), stack[0].size):
-        planes = _images_last(stack[start:stop])  # (H, W, C, n)
-        if planes.dtype == np.uint8:
-            planes = planes.astype(np.float32)
-            if not integer:
-                planes /= np.float32(255)  # to_float, a group at a time
-        if transform_sqrt:
-            planes = np.sqrt(planes)  # not in place: planes may be a view of the input
-        g_row, g_col = _gradients(planes, crop)
-        if planes.shape[2] > 1:
-            g_row, g_col = _dominant_channel(g_row, g_col)
-        else:
-            g_row, g_col = g_row[:, :, 0], g_col[:, :, 0]
+        g_rows, g_cols = [], []
+        for channel in _channels(stack[start:stop]):  # (n, H, W) each
+            planes = _images_last(channel)  # (H, W, n)
+            if planes.dtype == np.uint8:
+                planes = planes.astype(np.float32)
+                if not integer:
+                    planes /= np.float32(255)  # to_float, a group at a time
+            if transform_sqrt:
+                planes = np.sqrt(planes)  # not in place: planes may be a view of the input
+            g_row, g_col = _gradients(planes, crop)
+            g_rows.append(g_row)
+            g_cols.append(g_col)
+        if len(g_rows) > 1:
+            g_row, g_col = _dominant_channel(g_rows, g_cols)
         if integer:
-            exact_gradients = functools.partial(
-                _integer_gradients_as_skimage, planes[:, :, 0], g_row, g_col)
+            exact_gradients = functools.partial(_integer_gradients_as_skimage, planes, g_row, g_col)
         else:
             def exact_gradients(where, g_row=g_row, g_col=g_col):
                 return g_row.reshape(-1)[where], g_col.reshape(-1)[where]
