@@ -8,6 +8,7 @@ from skimage import data
 
 from featclf.features import SIFT, DenseSIFT, DescriptorSet
 from featclf.features.sift import (
+    _WorkArrays,
     _filter_rows,
     _gradient_polar,
     _pooled_by_filtering,
@@ -333,6 +334,35 @@ def test_descriptor_sets_sharing_one_grid():
         DescriptorSet.sharing_grid(descriptors, positions[:2], scales, (20, 30))
     with pytest.raises(ValueError, match="3-D"):
         DescriptorSet.sharing_grid(descriptors[0], positions, scales, (20, 30))
+
+
+def test_work_arrays_are_reused_per_name_and_bounded(monkeypatch):
+    work = _WorkArrays()
+    first = work.empty("a", (4, 5))
+    assert first.shape == (4, 5) and first.dtype == np.float32 and first.flags.c_contiguous
+    # a smaller array of the same name is the same memory; another name is not
+    assert np.shares_memory(work.empty("a", (3, 2)), first)
+    assert not np.shares_memory(work.empty("b", (4, 5)), first)
+    assert not np.shares_memory(work.empty("a", (4, 5), np.uint8), first)
+    # a larger one replaces the buffer
+    larger = work.empty("a", (10, 10))
+    assert larger.shape == (10, 10) and np.shares_memory(work.empty("a", (2, 2)), larger)
+    assert work.n_bytes == 4 * (100 + 20) + 20
+    # past the bound everything is dropped first
+    monkeypatch.setattr("featclf.features.sift._WORK_BYTES", 4 * 150)
+    work.empty("c", (10, 10))
+    assert work.n_bytes == 4 * 100 and list(work.buffers) == [("c", "f")]
+
+
+def test_dense_sift_results_never_share_work_memory(camera):
+    # the work arrays are reused by the next call: what a call returns must
+    # not live there (nor be changed by the next call)
+    step = DenseSIFT(patch_sizes=(8, 16)).fit([camera])
+    first = step.transform(np.stack([camera, camera[::-1]]))
+    kept = [s.descriptors.copy() for s in first]
+    step.transform(np.stack([camera[:, ::-1], camera[::-1, ::-1]]))
+    for descriptor_set, expected in zip(first, kept):
+        np.testing.assert_array_equal(descriptor_set.descriptors, expected)
 
 
 def test_dense_grid_scales_share_centres():

@@ -19,6 +19,7 @@ turns into a fixed-length matrix. Colour images are converted to gray with
 
 import functools
 import numbers
+import threading
 import typing
 
 import cv2
@@ -339,7 +340,9 @@ class DenseSIFT(ImageTransformer):
     lattice points is reduced to its four bilinear weighted sums by one
     matrix product per orientation (:func:`_pooled_on_lattice`); other
     grids filter the channels (:func:`_pooled_by_filtering`). Both give the
-    convolution's values up to float rounding.
+    convolution's values up to float rounding. The large temporaries are
+    kept from one call to the next, per thread (about 4.5 MB, at most 32 MB),
+    since first touches of fresh memory cost more than the arithmetic.
 
     References
     ----------
@@ -441,9 +444,9 @@ class DenseSIFT(ImageTransformer):
             for start in range(0, len(indices), per_batch):
                 batch = indices[start:start + per_batch]
                 if isinstance(images, np.ndarray):
-                    stack = _gray_side_by_side(images[batch[0]:batch[-1] + 1])
+                    stack = _gray_side_by_side(images[batch[0]:batch[-1] + 1], _WORK)
                 else:
-                    stack = _gray_side_by_side([images[i] for i in batch])
+                    stack = _gray_side_by_side([images[i] for i in batch], _WORK)
                 self._describe_same_size(stack, shape[1], plan,
                                          descriptors[start:start + len(batch)])
             # every image of the group has the same grid: positions and
@@ -473,11 +476,12 @@ class DenseSIFT(ImageTransformer):
         alone.
         """
         sigma = None if self.magnif is None else plan.cell / self.magnif
-        magnitude, position = _gradient_polar(stack, self.n_bins_orientation, sigma)
+        magnitude, position = _gradient_polar(stack, self.n_bins_orientation, sigma, _WORK)
         magnitude[:, :, width:] = 0.0  # the padding columns are outside the image
         # (n_images, len(rows), len(cols), B)
         pooled = _pooled_orientation_maps(magnitude, position, self.n_bins_orientation,
-                                          plan.cell, plan.rows, plan.cols, plan.on_lattice)
+                                          plan.cell, plan.rows, plan.cols, plan.on_lattice,
+                                          _WORK)
         # (n_images, n_y, n_x, cell row, cell column, B), gathered (a plain
         # copy: NumPy's broadcasting multiply is far slower on this view),
         # then weighted by the window
@@ -571,16 +575,68 @@ _LATTICE_BAND_PIXELS = 131072
 _COLUMN_ALIGNMENT = 16
 
 
+class _WorkArrays(threading.local):
+    """Work memory kept from one batch (and one call) to the next, per thread.
+
+    Fresh memory costs a page fault per 4 KiB page on first touch (about
+    2.5 us on the benchmark machine, as long as DenseSIFT's whole work on
+    some 200 pixels), and the allocator returns freed work arrays to the
+    system between calls. :class:`DenseSIFT` takes its large temporaries
+    from here instead: one buffer per name and dtype, as large as the
+    largest array asked for under that name, so that only a thread's first
+    batches touch fresh memory. What is kept is bounded by
+    :data:`_WORK_BYTES` (beyond it, everything is dropped and allocated
+    again). Nothing returned to the caller lives here.
+    """
+
+    def __init__(self):
+        self.buffers = {}
+        self.n_bytes = 0
+
+    def empty(self, name, shape, dtype=np.float32):
+        """An uninitialised C-contiguous array, a view of this thread's
+        buffer for ``name`` and ``dtype`` (earlier arrays of that name are
+        overwritten)."""
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape))
+        buffer = self.buffers.get((name, dtype.char))
+        if buffer is None or buffer.size < size:
+            grown = size - (0 if buffer is None else buffer.size)
+            if self.n_bytes + grown * dtype.itemsize > _WORK_BYTES:
+                self.buffers.clear()
+                self.n_bytes = 0
+                grown = size
+            buffer = self.buffers[(name, dtype.char)] = np.empty(size, dtype)
+            self.n_bytes += grown * dtype.itemsize
+        return buffer[:size].reshape(shape)
+
+
+#: most bytes :class:`_WorkArrays` keeps per thread (a batch of
+#: :data:`_BATCH_PIXELS` pixels needs about 5 MB at one patch size)
+_WORK_BYTES = 32 << 20
+
+_WORK = _WorkArrays()
+
+
+def _empty(work, name, shape, dtype=np.float32):
+    """``work.empty(name, shape, dtype)``, or a fresh array when ``work`` is None."""
+    if work is None:
+        return np.empty(shape, dtype)
+    return work.empty(name, tuple(shape), dtype)
+
+
 #: row sizes (bytes) that ``cv2.transpose`` moves as one element
 _TRANSPOSABLE_ROW_BYTES = (16, 32)
 
 
-def _gray_side_by_side(images):
+def _gray_side_by_side(images, work=None):
     """Images of one shape and dtype as float gray (0-1), side by side.
 
     Parameters
     ----------
     images : list of ndarray of shape (H, W) or (H, W, 3), or ndarray of shape (n, H, W[, 3])
+    work : _WorkArrays, default=None
+        Where to take the result's memory (None: a fresh array).
 
     Returns
     -------
@@ -610,8 +666,9 @@ def _gray_side_by_side(images):
     else:
         stack = np.ascontiguousarray(np.swapaxes(padded, 0, 1))
     if stack.dtype == np.uint8:  # to_float's values: x / 255 in float32
-        stack = stack.astype(np.float32)
-        np.divide(stack, np.float32(255), out=stack)
+        converted = _empty(work, "stack", stack.shape)
+        np.copyto(converted, stack)
+        stack = np.divide(converted, np.float32(255), out=converted)
     else:
         stack = to_float(stack)
     if stack.ndim == 4:
@@ -633,7 +690,7 @@ def _smoothing_kernels(sigma):
     return smooth.astype(np.float32), derivative.astype(np.float32)
 
 
-def _gradient_polar(stack, n_bins, sigma=None):
+def _gradient_polar(stack, n_bins, sigma=None, work=None):
     """Gradient magnitude and orientation (in bin units) of every image.
 
     Each image, extended by replicating its border pixels, is smoothed with
@@ -652,6 +709,9 @@ def _gradient_polar(stack, n_bins, sigma=None):
         Orientation bins.
     sigma : float or None, default=None
         Smoothing.
+    work : _WorkArrays, default=None
+        Where to take the temporaries' and results' memory (None: fresh
+        arrays).
 
     Returns
     -------
@@ -666,12 +726,16 @@ def _gradient_polar(stack, n_bins, sigma=None):
         gy_up = cv2.Sobel(down, cv2.CV_32F, 0, 1, ksize=1, scale=-0.5, borderType=replicate)
     else:
         smooth, derivative = _smoothing_kernels(float(sigma))
-        smoothed_down = cv2.filter2D(down, -1, smooth[:, None], borderType=replicate)
-        gx = _filter_rows(smoothed_down.reshape(height * n_images, width), derivative)
-        smoothed_across = _filter_rows(across, smooth)
-        gy_up = cv2.filter2D(smoothed_across.reshape(height, n_images * width), -1,
-                             -derivative[:, None], borderType=replicate)
-    magnitude, angle = cv2.cartToPolar(gx.reshape(height, n_images * width), gy_up)
+        smoothed = _empty(work, "smoothed", down.shape)
+        smoothed = cv2.filter2D(down, -1, smooth[:, None], dst=smoothed, borderType=replicate)
+        gx = _filter_rows(smoothed.reshape(height * n_images, width), derivative,
+                          _empty(work, "gx", across.shape), work)
+        smoothed_across = _filter_rows(across, smooth, smoothed.reshape(across.shape), work)
+        gy_up = cv2.filter2D(smoothed_across.reshape(down.shape), -1, -derivative[:, None],
+                             dst=_empty(work, "gy", down.shape), borderType=replicate)
+    magnitude, angle = cv2.cartToPolar(gx.reshape(down.shape), gy_up,
+                                       magnitude=_empty(work, "magnitude", down.shape),
+                                       angle=_empty(work, "angle", down.shape))
     # (NumPy: OpenCV's multiplication by a scalar is several times slower)
     np.multiply(angle, np.float32(n_bins / (2 * np.pi)), out=angle)
     return (magnitude.reshape(height, n_images, width),
@@ -685,7 +749,7 @@ def _gradient_polar(stack, n_bins, sigma=None):
 _TRANSPOSED_ROWS_MAX_WIDTH = 48
 
 
-def _filter_rows(rows, kernel):
+def _filter_rows(rows, kernel, out=None, work=None):
     """Correlate every row of ``rows`` with ``kernel``, borders replicated.
 
     Parameters
@@ -693,6 +757,10 @@ def _filter_rows(rows, kernel):
     rows : ndarray of shape (n_rows, width), float32
     kernel : ndarray of shape (n_taps,), float32
         An odd number of taps, centred.
+    out : ndarray of shape (n_rows, width), float32, default=None
+        Where to write the result (None: a fresh array).
+    work : _WorkArrays, default=None
+        Where to take the temporaries' memory (None: fresh arrays).
 
     Returns
     -------
@@ -704,15 +772,17 @@ def _filter_rows(rows, kernel):
     replicate = cv2.BORDER_REPLICATE
     n_rows, width = rows.shape
     if width > _TRANSPOSED_ROWS_MAX_WIDTH:
-        return cv2.filter2D(rows, -1, kernel[None, :], borderType=replicate)
+        return cv2.filter2D(rows, -1, kernel[None, :], dst=out, borderType=replicate)
     # the transposed array is padded with zero columns to an aligned width,
     # so that every column goes through OpenCV's vectorised code (its scalar
     # tail may round differently), whatever the number of rows
-    columns = np.empty((width, n_rows + -n_rows % _COLUMN_ALIGNMENT), np.float32)
+    aligned = (width, n_rows + -n_rows % _COLUMN_ALIGNMENT)
+    columns = _empty(work, "columns", aligned)
     columns[:, n_rows:] = 0.0
     cv2.transpose(rows, dst=columns[:, :n_rows])
-    filtered = cv2.filter2D(columns, -1, kernel[:, None], borderType=replicate)
-    return cv2.transpose(filtered[:, :n_rows])
+    filtered = cv2.filter2D(columns, -1, kernel[:, None], dst=_empty(work, "filtered", aligned),
+                            borderType=replicate)
+    return cv2.transpose(filtered[:, :n_rows], dst=out)
 
 
 def _orientation_plane(magnitude, weighted_position, k, n_bins, out):
@@ -741,7 +811,8 @@ def _orientation_plane(magnitude, weighted_position, k, n_bins, out):
     return out
 
 
-def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols, on_lattice=None):
+def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols, on_lattice=None,
+                             work=None):
     """Soft-binned gradient magnitudes pooled into cells, at ``rows`` x ``cols``.
 
     For each orientation bin ``k``: the channel ``m * max(0, 1 - |t - k|)``
@@ -768,6 +839,9 @@ def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols, on_l
         Sorted pixel rows and columns where the pooled maps are needed.
     on_lattice : bool, default=None
         Whether both are evenly spaced by ``c``, when already known.
+    work : _WorkArrays, default=None
+        Where the lattice path takes its temporaries' and result's memory
+        (None: fresh arrays).
 
     Returns
     -------
@@ -777,7 +851,7 @@ def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols, on_l
         on_lattice = _is_lattice(rows, cell) and _is_lattice(cols, cell)
     if on_lattice:
         return _pooled_on_lattice(magnitude, position, n_bins, cell,
-                                  int(rows[0]), len(rows), int(cols[0]), len(cols))
+                                  int(rows[0]), len(rows), int(cols[0]), len(cols), work)
     return _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols)
 
 
@@ -800,7 +874,8 @@ def _lattice_moments(cell):
     return moments.reshape(4, cell * cell).astype(np.float32)
 
 
-def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_cols):
+def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_cols,
+                       work=None):
     """Pooled maps at rows ``row0 + c * i`` and columns ``col0 + c * j`` only.
 
     The triangular kernel sampled every ``c`` pixels splits each pixel
@@ -824,6 +899,9 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         ``B`` and ``c``.
     row0, n_rows, col0, n_cols : int
         The lattice.
+    work : _WorkArrays, default=None
+        Where to take the temporaries' and result's memory (None: fresh
+        arrays).
 
     Returns
     -------
@@ -835,7 +913,7 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
     # (lattice row, image, lattice column, bin), bins last (what the
     # descriptors gather); each band writes one junk row below its lattice
     # rows (overwritten by the next band) and one junk column per image
-    pooled = np.empty((n_rows + 1, n_images, n_blocks_x, n_bins), np.float32)
+    pooled = _empty(work, "pooled", (n_rows + 1, n_images, n_blocks_x, n_bins))
     # equal bands of at most about _LATTICE_BAND_PIXELS block pixels
     band_pixels = cell * cell * n_images * n_blocks_x * (n_rows + 1)
     n_bands = -(-band_pixels // _LATTICE_BAND_PIXELS)
@@ -846,12 +924,16 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         # block (0, 0) starts one cell above and left of lattice point (start, 0)
         corner = (row0 + (start - 1) * cell, col0 - cell)
         block_shape = (n_blocks_y, n_blocks_x)
-        block_magnitude = _polyphase(magnitude, corner, block_shape, cell)
-        block_position = _polyphase(position, corner, block_shape, cell)
-        weighted_position = cv2.multiply(block_magnitude, block_position)
+        blocks_shape = (cell * cell, n_blocks_y * n_images * n_blocks_x)
+        block_magnitude = _polyphase(magnitude, corner, block_shape, cell,
+                                     _empty(work, "block_magnitude", blocks_shape), work)
+        block_position = _polyphase(position, corner, block_shape, cell,
+                                    _empty(work, "block_position", blocks_shape), work)
+        weighted_position = cv2.multiply(block_magnitude, block_position,
+                                         dst=_empty(work, "weighted_position", blocks_shape))
         # one orientation channel at a time, summed while it is in cache
-        plane = np.empty_like(block_magnitude)
-        sums = np.empty((n_bins, 4, block_magnitude.shape[1]), np.float32)
+        plane = _empty(work, "plane", blocks_shape)
+        sums = _empty(work, "sums", (n_bins, 4, blocks_shape[1]))
         for k in range(n_bins):
             _orientation_plane(block_magnitude, weighted_position, k, n_bins, out=plane)
             np.matmul(moments, plane, out=sums[k])
@@ -863,7 +945,7 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         # each image and the last block row, which wrap, are dropped)
         down = n_images * n_blocks_x
         length = sums.shape[2] - down - 1
-        lattice = np.empty((n_bins, sums.shape[2]), np.float32)
+        lattice = _empty(work, "lattice", (n_bins, sums.shape[2]))
         ahead = lattice[:, :length]
         np.add(sums[:, 0, down + 1:], sums[:, 1, down:-1], out=ahead)
         ahead += sums[:, 2, 1:length + 1]
@@ -873,7 +955,7 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
     return pooled[:-1, :, :-1].transpose(1, 0, 2, 3)
 
 
-def _polyphase(plane, corner, block_shape, cell):
+def _polyphase(plane, corner, block_shape, cell, out=None, work=None):
     """``c x c`` blocks of a side-by-side stack, offset-major, zero outside.
 
     Parameters
@@ -886,6 +968,10 @@ def _polyphase(plane, corner, block_shape, cell):
         Blocks down and across.
     cell : int
         Block side ``c``.
+    out : ndarray of shape (c * c, n_blocks_y * n * n_blocks_x), float32, default=None
+        Where to write the blocks (None: a fresh array).
+    work : _WorkArrays, default=None
+        Where to take the temporaries' memory (None: fresh arrays).
 
     Returns
     -------
@@ -896,10 +982,16 @@ def _polyphase(plane, corner, block_shape, cell):
     height, n_images, width = plane.shape
     (top, left), (n_down, n_across) = corner, block_shape
     bottom, right = top + n_down * cell, left + n_across * cell
+    region_shape = (n_down * cell, n_images, n_across * cell)
     if top >= 0 and left >= 0 and bottom <= height and right <= width:
-        region = np.ascontiguousarray(plane[top:bottom, :, left:right])
+        region = plane[top:bottom, :, left:right]
+        if not region.flags.c_contiguous:
+            contiguous = _empty(work, "region", region_shape)
+            np.copyto(contiguous, region)
+            region = contiguous
     else:
-        region = np.zeros((n_down * cell, n_images, n_across * cell), np.float32)
+        region = _empty(work, "region", region_shape)
+        region.fill(0.0)
         inside_top, inside_left = max(top, 0), max(left, 0)
         inside_bottom, inside_right = min(bottom, height), min(right, width)
         region[inside_top - top:inside_bottom - top, :, inside_left - left:inside_right - left] = \
@@ -908,9 +1000,13 @@ def _polyphase(plane, corner, block_shape, cell):
     # r_x first (NumPy's copy of the full permutation, with its c-element
     # strides, is several times slower), then NumPy moves r_y next to it
     # in runs of n * n_blocks_x contiguous pixels
-    offsets_x_first = cv2.transpose(region.reshape(-1, cell))
+    offsets_x_first = cv2.transpose(
+        region.reshape(-1, cell), dst=_empty(work, "offsets_x_first", (cell, region.size // cell)))
     blocks = offsets_x_first.reshape(cell, n_down, cell, n_images * n_across)
-    return np.ascontiguousarray(blocks.transpose(2, 0, 1, 3)).reshape(cell * cell, -1)
+    if out is None:
+        out = np.empty((cell * cell, region.size // (cell * cell)), np.float32)
+    np.copyto(out.reshape(cell, cell, n_down, -1), blocks.transpose(2, 0, 1, 3))
+    return out
 
 
 def _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols):
