@@ -351,7 +351,7 @@ def test_work_arrays_are_reused_per_name_and_bounded(monkeypatch):
     # past the bound everything is dropped first
     monkeypatch.setattr("featclf.features.sift._WORK_BYTES", 4 * 150)
     work.empty("c", (10, 10))
-    assert work.n_bytes == 4 * 100 and list(work.buffers) == [("c", "f")]
+    assert work.n_bytes == 4 * 100 and list(work.buffers) == [("c", np.float32)]
 
 
 def test_dense_sift_results_never_share_work_memory(camera):

@@ -18,6 +18,7 @@ turns into a fixed-length matrix. Colour images are converted to gray with
 """
 
 import functools
+import math
 import numbers
 import threading
 import typing
@@ -584,32 +585,56 @@ class _WorkArrays(threading.local):
     system between calls. :class:`DenseSIFT` takes its large temporaries
     from here instead: one buffer per name and dtype, as large as the
     largest array asked for under that name, so that only a thread's first
-    batches touch fresh memory. What is kept is bounded by
+    batches touch fresh memory; temporaries that are never alive together
+    share a buffer (see :data:`_SHARED_BUFFERS`), which keeps the working
+    set small enough for the cache. What is kept is bounded by
     :data:`_WORK_BYTES` (beyond it, everything is dropped and allocated
     again). Nothing returned to the caller lives here.
     """
 
     def __init__(self):
         self.buffers = {}
+        self.views = {}  # (name, dtype, shape) -> view of the current buffer
         self.n_bytes = 0
 
     def empty(self, name, shape, dtype=np.float32):
         """An uninitialised C-contiguous array, a view of this thread's
         buffer for ``name`` and ``dtype`` (earlier arrays of that name are
         overwritten)."""
-        dtype = np.dtype(dtype)
-        size = int(np.prod(shape))
-        buffer = self.buffers.get((name, dtype.char))
+        view = self.views.get((name, dtype, shape))
+        if view is not None:
+            return view
+        size = math.prod(shape)
+        key = (_SHARED_BUFFERS.get(name, name), dtype)
+        buffer = self.buffers.get(key)
         if buffer is None or buffer.size < size:
-            grown = size - (0 if buffer is None else buffer.size)
-            if self.n_bytes + grown * dtype.itemsize > _WORK_BYTES:
+            grown = size * np.dtype(dtype).itemsize - (0 if buffer is None else buffer.nbytes)
+            if self.n_bytes + grown > _WORK_BYTES:
                 self.buffers.clear()
-                self.n_bytes = 0
-                grown = size
-            buffer = self.buffers[(name, dtype.char)] = np.empty(size, dtype)
-            self.n_bytes += grown * dtype.itemsize
-        return buffer[:size].reshape(shape)
+                self.n_bytes, grown = 0, size * np.dtype(dtype).itemsize
+            buffer = self.buffers[key] = np.empty(size, dtype)
+            self.views.clear()  # some were views of the replaced buffer
+            self.n_bytes += grown
+        if len(self.views) >= 256:  # many image sizes: keep the cache small
+            self.views.clear()
+        view = self.views[(name, dtype, shape)] = buffer[:size].reshape(shape)
+        return view
 
+
+#: work array name -> the buffer it shares. The gradient's temporaries are
+#: all dead when the lattice pooling starts, and within one band of the
+#: pooling each buffer's arrays are used one after the other: the region
+#: copied for the magnitude's blocks, then for the orientation's, then each
+#: orientation channel, then the lattice sums; the transposed regions, then
+#: the block sums; the blocks' weighted orientation; the magnitude's and the
+#: orientation's blocks. Keep it so when editing (the arrays of one name are
+#: overwritten by the next use of their buffer).
+_SHARED_BUFFERS = {
+    "region": "smoothed", "plane": "smoothed", "lattice": "smoothed",
+    "offsets_x_first": "columns", "sums": "columns",
+    "weighted_position": "filtered",
+    "block_magnitude": "gx", "block_position": "gy",
+}
 
 #: most bytes :class:`_WorkArrays` keeps per thread (a batch of
 #: :data:`_BATCH_PIXELS` pixels needs about 5 MB at one patch size)
@@ -622,7 +647,7 @@ def _empty(work, name, shape, dtype=np.float32):
     """``work.empty(name, shape, dtype)``, or a fresh array when ``work`` is None."""
     if work is None:
         return np.empty(shape, dtype)
-    return work.empty(name, tuple(shape), dtype)
+    return work.empty(name, shape, dtype)
 
 
 #: row sizes (bytes) that ``cv2.transpose`` moves as one element
