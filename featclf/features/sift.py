@@ -477,12 +477,22 @@ class DenseSIFT(ImageTransformer):
         alone.
         """
         sigma = None if self.magnif is None else plan.cell / self.magnif
-        magnitude, position = _gradient_polar(stack, self.n_bins_orientation, sigma, _WORK)
-        magnitude[:, :, width:] = 0.0  # the padding columns are outside the image
+        n_bins, cell, rows, cols = self.n_bins_orientation, plan.cell, plan.rows, plan.cols
         # (n_images, len(rows), len(cols), B)
-        pooled = _pooled_orientation_maps(magnitude, position, self.n_bins_orientation,
-                                          plan.cell, plan.rows, plan.cols, plan.on_lattice,
-                                          _WORK)
+        if plan.on_lattice:
+            # only the image columns that the lattice's blocks cover (one
+            # cell either side of its first and last column): pixels
+            # elsewhere, the padding included, add nothing
+            left = max(int(cols[0]) - cell, 0)
+            right = min(int(cols[-1]) + cell, width)
+            magnitude, position = _gradient_polar(stack, n_bins, sigma, _WORK,
+                                                  slice(left, right))
+            pooled = _pooled_on_lattice(magnitude, position, n_bins, cell, int(rows[0]),
+                                        len(rows), int(cols[0]) - left, len(cols), _WORK)
+        else:
+            magnitude, position = _gradient_polar(stack, n_bins, sigma, _WORK)
+            magnitude[:, :, width:] = 0.0  # the padding columns are outside the image
+            pooled = _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols)
         # (n_images, n_y, n_x, cell row, cell column, B), gathered (a plain
         # copy: NumPy's broadcasting multiply is far slower on this view),
         # then weighted by the window
@@ -715,7 +725,7 @@ def _smoothing_kernels(sigma):
     return smooth.astype(np.float32), derivative.astype(np.float32)
 
 
-def _gradient_polar(stack, n_bins, sigma=None, work=None):
+def _gradient_polar(stack, n_bins, sigma=None, work=None, columns=None):
     """Gradient magnitude and orientation (in bin units) of every image.
 
     Each image, extended by replicating its border pixels, is smoothed with
@@ -737,10 +747,12 @@ def _gradient_polar(stack, n_bins, sigma=None, work=None):
     work : _WorkArrays, default=None
         Where to take the temporaries' and results' memory (None: fresh
         arrays).
+    columns : slice, default=None
+        Return only these columns of every image (None: all ``W``).
 
     Returns
     -------
-    magnitude, position : ndarray of shape (H, n, W), float32
+    magnitude, position : ndarray of shape (H, n, W) or (H, n, len(columns)), float32
     """
     height, n_images, width = stack.shape
     across = stack.reshape(height * n_images, width)  # one image row per row
@@ -758,13 +770,16 @@ def _gradient_polar(stack, n_bins, sigma=None, work=None):
         smoothed_across = _filter_rows(across, smooth, smoothed.reshape(across.shape), work)
         gy_up = cv2.filter2D(smoothed_across.reshape(down.shape), -1, -derivative[:, None],
                              dst=_empty(work, "gy", down.shape), borderType=replicate)
-    magnitude, angle = cv2.cartToPolar(gx.reshape(down.shape), gy_up,
-                                       magnitude=_empty(work, "magnitude", down.shape),
-                                       angle=_empty(work, "angle", down.shape))
+    gx, gy_up = gx.reshape(height * n_images, width), gy_up.reshape(height * n_images, width)
+    if columns is not None:
+        gx, gy_up = gx[:, columns], gy_up[:, columns]
+    magnitude, angle = cv2.cartToPolar(gx, gy_up,
+                                       magnitude=_empty(work, "magnitude", gx.shape),
+                                       angle=_empty(work, "angle", gx.shape))
     # (NumPy: OpenCV's multiplication by a scalar is several times slower)
     np.multiply(angle, np.float32(n_bins / (2 * np.pi)), out=angle)
-    return (magnitude.reshape(height, n_images, width),
-            angle.reshape(height, n_images, width))
+    return (magnitude.reshape(height, n_images, -1),
+            angle.reshape(height, n_images, -1))
 
 
 #: :func:`_filter_rows` filters rows at most this long as the columns of the
