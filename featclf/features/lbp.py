@@ -713,7 +713,8 @@ def lbp_histograms(gray, radii_points=((8, 1),), method="uniform", grid=(1, 1)):
                 codes = _mapped(codes, points, method)  # the padding's garbage too
             counts = _count_codes(codes, layout, grid, counted_bins)
             if merge_bins:  # one 2-D product (a stack of small ones is far slower)
-                counts = counts @ _bin_merging(points, method)
+                # (float32 for calcHist counts: exact below 2**24 per bin)
+                counts = counts @ _bin_merging(points, method, counts.dtype == np.float32)
             counts = counts.reshape(len(images), n_cells, n_bins)
             parts.append((counts / pixels_per_cell[:, None]).reshape(len(images), -1))
         blocks.append(np.concatenate(parts))
@@ -813,10 +814,12 @@ def _bin_offsets(layout_key, grid, n_bins):
 
 
 @functools.lru_cache(maxsize=32)
-def _bin_merging(points, method):
-    """Matrix (2**P, n_bins) of 0/1 that sums raw-code counts into method bins."""
+def _bin_merging(points, method, single=False):
+    """Matrix (2**P, n_bins) of 0/1 that sums raw-code counts into method bins
+    (float32 if ``single``, else float64)."""
     table = _code_table(points, method)
-    merging = np.zeros((2**points, n_lbp_bins(points, method)))
+    merging = np.zeros((2**points, n_lbp_bins(points, method)),
+                       dtype=np.float32 if single else np.float64)
     merging[np.arange(2**points), table] = 1
     merging.flags.writeable = False
     return merging
