@@ -365,6 +365,27 @@ def test_dense_sift_results_never_share_work_memory(camera):
         np.testing.assert_array_equal(descriptor_set.descriptors, expected)
 
 
+@pytest.mark.parametrize("shape", [(61, 47), (28, 28), (45, 70)])
+def test_lattice_path_describes_as_full_filtering(shape, camera, monkeypatch):
+    # the lattice path differentiates only the columns its blocks cover and
+    # treats everything else as zero; the filtering path differentiates all
+    # of every image: the descriptors agree (up to float rounding)
+    from featclf.features import sift
+
+    height, width = shape
+    images = np.stack([camera[:height, :width], camera[-height:, -width:]])
+    lattice = DenseSIFT(contrast_threshold=0).fit(images).transform(images)
+    monkeypatch.setattr(sift, "_is_lattice", lambda indices, spacing: False)
+    sift._grid_plan.cache_clear()
+    try:
+        filtered = DenseSIFT(contrast_threshold=0).fit(images).transform(images)
+    finally:
+        sift._grid_plan.cache_clear()
+    for a, b in zip(lattice, filtered):
+        assert len(a) > 0
+        np.testing.assert_allclose(a.descriptors, b.descriptors, rtol=1e-4, atol=2e-6)
+
+
 def test_dense_grid_scales_share_centres():
     grid = dense_grid((100, 120), 8, (16, 24, 32, 40))
     centres = {(cell, tuple(first_x + 1.5 * cell)) for cell, first_x, _ in grid}
