@@ -837,16 +837,18 @@ def _orientation_plane(magnitude, weighted_position, k, n_bins, out):
     if n_bins == 1:
         np.copyto(out, magnitude)
         return out
+    # (NumPy where it is as fast per pixel and cheaper per call, OpenCV for
+    # the fused |a - b| and the clamp)
     if k == 0:  # the circle wraps: bin 0 is also at t = B, and 0 <= t <= B
         np.multiply(magnitude, np.float32(n_bins), out=out)
-        cv2.subtract(out, weighted_position, dst=out)  # m (B - t)
-        cv2.min(out, weighted_position, dst=out)
+        np.subtract(out, weighted_position, out=out)  # m (B - t)
+        np.minimum(out, weighted_position, out=out)
     elif k == 1:
         cv2.absdiff(magnitude, weighted_position, dst=out)
     else:
         np.multiply(magnitude, np.float32(k), out=out)
         cv2.absdiff(out, weighted_position, dst=out)  # m |t - k|
-    cv2.subtract(magnitude, out, dst=out)
+    np.subtract(magnitude, out, out=out)
     cv2.threshold(out, 0.0, 0.0, cv2.THRESH_TOZERO, dst=out)
     return out
 
