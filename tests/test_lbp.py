@@ -132,10 +132,9 @@ def _chunk_codes_of(image, points, radius):
     layout = lbp_module._Layout(1, *image.shape, points, radius)
     flat_u8 = layout.pad(image[None])
     codes = np.zeros(layout.size, np.uint32)
-    buffers = lbp_module._ChunkBuffers(layout.size, layout.pad_rows * layout.stride,
-                                       layout.stride, np.uint32)
     rows = (layout.pad_rows, layout.n_rows - layout.pad_rows)
-    where, unsure = lbp_module._chunk_codes(flat_u8, codes, rows, layout, buffers)
+    where, unsure = lbp_module._chunk_codes(flat_u8, codes, rows, layout,
+                                            lbp_module.WorkMemory(1 << 30))
     return flat_u8, codes, where, unsure, layout
 
 
@@ -246,15 +245,31 @@ def test_calchist_and_bincount_counts_agree(method, gray_images, monkeypatch):
     np.testing.assert_array_equal(LBP(**params).fit(images).transform(images), with_calchist)
 
 
-def test_work_buffers_are_kept_per_thread_and_reused():
+def test_work_arrays_are_kept_between_calls_and_reused():
     """The chunk work arrays stay allocated between calls (no page faults per
-    call); a later, smaller image uses slices of the larger ones."""
+    call); a later, smaller image uses part of the larger ones."""
     from featclf.features import lbp as lbp_module
 
     big = data.camera()[:300, :280]
-    for image in (big, _test_images()[2], big[:50, :45], big[:7, :300]):
+    lbp_codes(big[None], 8, 1, "uniform")
+    kept = dict(lbp_module._WORK.buffers)
+    assert ("pixels", np.dtype(np.float32)) in kept and ("upper", np.dtype(np.uint8)) in kept
+    assert ("horizontal_0", np.dtype(np.float32)) in kept  # the diagonal neighbours
+    for image in (_test_images()[2], big[:50, :45], big[:7, :280]):
         codes = lbp_codes(image[None], 8, 1, "uniform")[0]
         np.testing.assert_array_equal(codes, local_binary_pattern(image, 8, 1, "uniform"))
-    kept = lbp_module._THREAD_BUFFERS.by_dtype[np.dtype(np.uint8)]
-    assert kept is lbp_module._chunk_buffers(100, 50, 50, np.uint8)
-    assert kept.stride >= 301
+    assert all(lbp_module._WORK.buffers[key] is buffer for key, buffer in kept.items())
+
+
+def test_lbp_results_never_share_work_memory():
+    # the work arrays are reused by the next call: what a call returns must
+    # not live there (nor be changed by the next call)
+    image = data.camera()[:120, 20:140]
+    codes = lbp_codes(np.stack([image, image.T]), 16, 2, "uniform")
+    step = LBP(radii_points=[(8, 1), (24, 3)]).fit(image[None])
+    features = step.transform(np.stack([image, image[::-1]]))
+    kept_codes, kept_features = codes.copy(), features.copy()
+    lbp_codes(np.stack([image[::-1], image.T[::-1]]), 16, 2, "uniform")
+    step.transform(np.stack([image[:, ::-1], image[::-1, ::-1]]))
+    np.testing.assert_array_equal(codes, kept_codes)
+    np.testing.assert_array_equal(features, kept_features)

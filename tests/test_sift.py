@@ -8,7 +8,6 @@ from skimage import data
 
 from featclf.features import SIFT, DenseSIFT, DescriptorSet
 from featclf.features.sift import (
-    _WorkArrays,
     _filter_rows,
     _gradient_polar,
     _pooled_by_filtering,
@@ -334,24 +333,6 @@ def test_descriptor_sets_sharing_one_grid():
         DescriptorSet.sharing_grid(descriptors, positions[:2], scales, (20, 30))
     with pytest.raises(ValueError, match="3-D"):
         DescriptorSet.sharing_grid(descriptors[0], positions, scales, (20, 30))
-
-
-def test_work_arrays_are_reused_per_name_and_bounded(monkeypatch):
-    work = _WorkArrays()
-    first = work.empty("a", (4, 5))
-    assert first.shape == (4, 5) and first.dtype == np.float32 and first.flags.c_contiguous
-    # a smaller array of the same name is the same memory; another name is not
-    assert np.shares_memory(work.empty("a", (3, 2)), first)
-    assert not np.shares_memory(work.empty("b", (4, 5)), first)
-    assert not np.shares_memory(work.empty("a", (4, 5), np.uint8), first)
-    # a larger one replaces the buffer
-    larger = work.empty("a", (10, 10))
-    assert larger.shape == (10, 10) and np.shares_memory(work.empty("a", (2, 2)), larger)
-    assert work.n_bytes == 4 * (100 + 20) + 20
-    # past the bound everything is dropped first
-    monkeypatch.setattr("featclf.features.sift._WORK_BYTES", 4 * 150)
-    work.empty("c", (10, 10))
-    assert work.n_bytes == 4 * 100 and list(work.buffers) == [("c", np.float32)]
 
 
 def test_dense_sift_results_never_share_work_memory(camera):

@@ -55,7 +55,6 @@ References
 import functools
 import math
 import numbers
-import threading
 
 import cv2
 import numpy as np
@@ -63,6 +62,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from ..base import FeatureExtractor, ImageError
 from ..preprocessing import to_gray, to_uint8
+from .work_memory import WorkMemory, work_array
 
 __all__ = ["LBP", "lbp_codes", "n_lbp_bins"]
 
@@ -80,8 +80,19 @@ _MERGE_BINS_POINTS = 10
 _GROUP_PIXELS = 1 << 18
 
 #: pixels whose codes are computed at once (float32 work arrays of 512 KiB,
-#: kept per thread between calls: see _chunk_buffers).
+#: kept per thread between calls in :data:`_WORK`).
 _CHUNK_PIXELS = 1 << 17
+
+#: most bytes of work arrays kept per thread (a chunk of
+#: :data:`_CHUNK_PIXELS` needs about 4 MB at P = 8, R = 1 and 8 MB at
+#: P = 24, R = 3: one float32 array per distinct horizontal interpolation)
+_WORK_BYTES = 32 << 20
+
+#: the chunks' work arrays, kept per thread from one chunk, group and call
+#: to the next: fresh memory for every group costs a page fault per 4 KiB
+#: page, and kept arrays are still in cache (see
+#: :mod:`~featclf.features.work_memory`). Nothing returned lives here.
+_WORK = WorkMemory(_WORK_BYTES)
 
 #: an interpolated neighbour whose float32 value is within this of the
 #: centre is compared again in float64 (the float32 value is within 1e-4 of
@@ -365,12 +376,10 @@ def _padded_codes(gray, layout, points, radius):
     # rows of the tall image whose codes are needed (first image row to last)
     first_row, stop_row = pad_rows, layout.n_rows - pad_rows
     rows_per_chunk = max(1, _CHUNK_PIXELS // stride)
-    buffers = _chunk_buffers(min(rows_per_chunk, stop_row - first_row) * stride,
-                             layout.pad_rows * stride, stride, code_dtype)
     pending, n_pending = [], 0  # near ties, decided _EXACT_BATCH pixels at a time
     for row in range(first_row, stop_row, rows_per_chunk):
         rows = (row, min(row + rows_per_chunk, stop_row))
-        pending.append(_chunk_codes(flat_u8, codes, rows, layout, buffers))
+        pending.append(_chunk_codes(flat_u8, codes, rows, layout, _WORK))
         n_pending += len(pending[-1][0])
         if n_pending >= _EXACT_BATCH or rows[1] == stop_row:
             where = np.concatenate([where for where, _ in pending])
@@ -382,57 +391,20 @@ def _padded_codes(gray, layout, points, radius):
     return codes
 
 
-#: per thread: code dtype -> the largest :class:`_ChunkBuffers` used so far
-_THREAD_BUFFERS = threading.local()
-
-
-def _chunk_buffers(size, halo, stride, code_dtype):
-    """This thread's :class:`_ChunkBuffers` at least this large, kept between
-    calls: fresh memory for every group costs page faults, and the buffers
-    are in cache. (Every use slices them to the chunk's size.)"""
-    kept = getattr(_THREAD_BUFFERS, "by_dtype", None)
-    if kept is None:
-        kept = _THREAD_BUFFERS.by_dtype = {}
-    buffers = kept.get(np.dtype(code_dtype))
-    if buffers is None or buffers.size < size or buffers.halo < halo or buffers.stride < stride:
-        if buffers is not None:
-            size, halo, stride = (max(size, buffers.size), max(halo, buffers.halo),
-                                  max(stride, buffers.stride))
-        buffers = kept[np.dtype(code_dtype)] = _ChunkBuffers(size, halo, stride, code_dtype)
-    return buffers
-
-
-class _ChunkBuffers:
-    """Work arrays of one chunk, reused by every chunk of a group."""
-
-    def __init__(self, size, halo, stride, code_dtype):
-        self.size, self.halo, self.stride = size, halo, stride
-        # the chunk's pixels and the halo around them, as float32 (converted
-        # chunk by chunk: they are still in cache when they are used)
-        self.pixels = np.empty(size + 2 * halo + 2 * stride, np.float32)
-        self.value = np.empty(size, np.float32)
-        self.low = np.empty(size, np.float32)  # centre - margin
-        self.high = np.empty(size, np.float32)  # centre + margin
-        self.bit = np.empty(size, dtype=bool)
-        self.upper = np.empty(size, dtype=code_dtype)  # codes against centre + margin
-        # pixel equals its right / lower neighbour; all four of a 2x2 block equal
-        # (see _flat_masks: they span up to two rows and a pixel more)
-        self.equal_right = np.empty(size + 2 * stride + 2, dtype=bool)
-        self.equal_down = np.empty(size + 2 * stride + 2, dtype=bool)
-        self.equal_block = np.empty(size + 2 * stride + 2, dtype=bool)
-        # one array per distinct horizontal interpolation (grown on demand)
-        self.horizontal = []
-        self.horizontal_size = size + 2 * halo
-
-    def horizontal_buffer(self, index):
-        """The ``index``-th array for a horizontal interpolation."""
-        while len(self.horizontal) <= index:
-            self.horizontal.append(np.empty(self.horizontal_size, np.float32))
-        return self.horizontal[index]
-
-
-def _chunk_codes(flat_u8, codes, rows, layout, buffers):
+def _chunk_codes(flat_u8, codes, rows, layout, work=None):
     """Write the default codes of tall-image rows ``rows[0]:rows[1]`` into ``codes``.
+
+    Parameters
+    ----------
+    flat_u8 : ndarray, uint8
+        The padded images (:meth:`_Layout.pad`).
+    codes : ndarray of shape (layout.size,), uint8, uint16 or uint32
+    rows : (int, int)
+    layout : _Layout
+    work : WorkMemory, default=None
+        Where the chunk's work arrays are taken (None: fresh arrays). The
+        float32 ones are ``size + 2 * halo`` long or less (``size`` the
+        chunk's pixels, ``halo`` the padding rows' pixels).
 
     Returns
     -------
@@ -448,18 +420,20 @@ def _chunk_codes(flat_u8, codes, rows, layout, buffers):
     centre_u8 = flat_u8[begin:begin + size]
     # flat_u8[begin - around:begin + size + around] as float32
     around = halo + layout.pad_cols
-    flat = buffers.pixels[:size + 2 * around]
+    flat = work_array(work, "pixels", (size + 2 * around,))
     np.copyto(flat, flat_u8[begin - around:begin + size + around])
     centre = flat[around:around + size]
-    low, high = buffers.low[:size], buffers.high[:size]
+    low = work_array(work, "low", (size,))  # centre - margin
+    high = work_array(work, "high", (size,))  # centre + margin
     np.subtract(centre, np.float32(_TIE_MARGIN), out=low)
     np.add(centre, np.float32(_TIE_MARGIN), out=high)
-    value, bit = buffers.value[:size], buffers.bit[:size]
+    value = work_array(work, "value", (size,))
+    bit = work_array(work, "bit", (size,), bool)
     lower = codes[begin - margin:begin - margin + size]  # codes against centre - margin
-    upper = buffers.upper[:size]
+    upper = work_array(work, "upper", (size,), codes.dtype)
     upper[...] = 0
     bit_u8 = bit.view(np.uint8)
-    flat_where = _flat_masks(flat_u8, begin, size, layout, buffers)
+    flat_where = _flat_masks(flat_u8, begin, size, layout, work)
     mixed_by_key = {}
     # bit i is worth 2**i: Horner's scheme from the last neighbour down
     for i in range(len(layout.neighbours) - 1, -1, -1):
@@ -481,9 +455,10 @@ def _chunk_codes(flat_u8, codes, rows, layout, buffers):
                 mixed_by_key[key] = left
             else:
                 right = flat[lo + col_high:lo + col_high + size + 2 * halo]
+                # one work array per distinct horizontal interpolation
                 mixed_by_key[key] = cv2.addWeighted(
                     left, 1 - dc, right, dc, 0,
-                    dst=buffers.horizontal_buffer(len(mixed_by_key))[:size + 2 * halo])
+                    dst=work_array(work, f"horizontal_{len(mixed_by_key)}", (size + 2 * halo,)))
         mixed = mixed_by_key[key]
         top = mixed[halo + row_low * stride:halo + row_low * stride + size]
         if row_low == row_high:
@@ -504,7 +479,7 @@ def _chunk_codes(flat_u8, codes, rows, layout, buffers):
     return where + (begin - margin), unsure[where]
 
 
-def _flat_masks(flat_u8, begin, size, layout, buffers):
+def _flat_masks(flat_u8, begin, size, layout, work=None):
     """Where each neighbour of :attr:`_Layout.flat_is_set` is flat, in a chunk.
 
     Its pixels form a 2x2 block (or a 1x2 / 2x1 pair) that includes the
@@ -517,6 +492,9 @@ def _flat_masks(flat_u8, begin, size, layout, buffers):
         The padded images.
     begin, size : int
         The chunk's first position in ``flat_u8`` and its length.
+    layout : _Layout
+    work : WorkMemory, default=None
+        Where the equality masks are taken (None: fresh arrays).
 
     Returns
     -------
@@ -533,13 +511,14 @@ def _flat_masks(flat_u8, begin, size, layout, buffers):
     below = stride if rows_differ else 0  # the masks look one row down
     start = begin + min(shifts)  # equality masks cover flat_u8[start:start + span]
     span = size + max(shifts) - min(shifts) + below
-    right = buffers.equal_right[:span]
+    # pixel equals its right / lower neighbour; all four of a 2x2 block equal
+    right = work_array(work, "equal_right", (span,), bool)
     np.equal(flat_u8[start:start + span], flat_u8[start + 1:start + 1 + span], out=right)
     if rows_differ:
-        down = buffers.equal_down[:span - below]
+        down = work_array(work, "equal_down", (span - below,), bool)
         np.equal(flat_u8[start:start + span - below], flat_u8[start + below:start + span],
                  out=down)
-        block = buffers.equal_block[:span - below]
+        block = work_array(work, "equal_block", (span - below,), bool)
         np.logical_and(right[:span - below], right[below:], out=block)
         block &= down
     masks = {}

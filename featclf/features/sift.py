@@ -18,9 +18,7 @@ turns into a fixed-length matrix. Colour images are converted to gray with
 """
 
 import functools
-import math
 import numbers
-import threading
 import typing
 
 import cv2
@@ -30,6 +28,7 @@ from sklearn.utils._param_validation import Interval
 from ..base import ImageTransformer
 from ..preprocessing import to_float, to_gray, to_uint8
 from .descriptors import DescriptorSet
+from .work_memory import WorkMemory, work_array
 
 __all__ = [
     "SIFT",
@@ -586,59 +585,15 @@ _LATTICE_BAND_PIXELS = 131072
 _COLUMN_ALIGNMENT = 16
 
 
-class _WorkArrays(threading.local):
-    """Work memory kept from one batch (and one call) to the next, per thread.
-
-    Fresh memory costs a page fault per 4 KiB page on first touch (about
-    2.5 us on the benchmark machine, as long as DenseSIFT's whole work on
-    some 200 pixels), and the allocator returns freed work arrays to the
-    system between calls. :class:`DenseSIFT` takes its large temporaries
-    from here instead: one buffer per name and dtype, as large as the
-    largest array asked for under that name, so that only a thread's first
-    batches touch fresh memory; temporaries that are never alive together
-    share a buffer (see :data:`_SHARED_BUFFERS`), which keeps the working
-    set small enough for the cache. What is kept is bounded by
-    :data:`_WORK_BYTES` (beyond it, everything is dropped and allocated
-    again). Nothing returned to the caller lives here.
-    """
-
-    def __init__(self):
-        self.buffers = {}
-        self.views = {}  # (name, dtype, shape) -> view of the current buffer
-        self.n_bytes = 0
-
-    def empty(self, name, shape, dtype=np.float32):
-        """An uninitialised C-contiguous array, a view of this thread's
-        buffer for ``name`` and ``dtype`` (earlier arrays of that name are
-        overwritten)."""
-        view = self.views.get((name, dtype, shape))
-        if view is not None:
-            return view
-        size = math.prod(shape)
-        key = (_SHARED_BUFFERS.get(name, name), dtype)
-        buffer = self.buffers.get(key)
-        if buffer is None or buffer.size < size:
-            grown = size * np.dtype(dtype).itemsize - (0 if buffer is None else buffer.nbytes)
-            if self.n_bytes + grown > _WORK_BYTES:
-                self.buffers.clear()
-                self.n_bytes, grown = 0, size * np.dtype(dtype).itemsize
-            buffer = self.buffers[key] = np.empty(size, dtype)
-            self.views.clear()  # some were views of the replaced buffer
-            self.n_bytes += grown
-        if len(self.views) >= 256:  # many image sizes: keep the cache small
-            self.views.clear()
-        view = self.views[(name, dtype, shape)] = buffer[:size].reshape(shape)
-        return view
-
-
-#: work array name -> the buffer it shares. The gradient's temporaries are
-#: all dead when the lattice pooling starts, and within one band of the
-#: pooling each buffer's arrays are used one after the other: the region
-#: copied for the magnitude's blocks, then for the orientation's, then each
-#: orientation channel, then the lattice sums; the transposed regions, then
-#: the block sums; the blocks' weighted orientation; the magnitude's and the
-#: orientation's blocks. Keep it so when editing (the arrays of one name are
-#: overwritten by the next use of their buffer).
+#: work array name -> the buffer it shares (see :class:`WorkMemory`). The
+#: gradient's temporaries are all dead when the lattice pooling starts, and
+#: within one band of the pooling each buffer's arrays are used one after
+#: the other: the region copied for the magnitude's blocks, then for the
+#: orientation's, then each orientation channel, then the lattice sums; the
+#: transposed regions, then the block sums; the blocks' weighted
+#: orientation; the magnitude's and the orientation's blocks. Keep it so
+#: when editing (the arrays of one name are overwritten by the next use of
+#: their buffer). Sharing keeps the working set small enough for the cache.
 _SHARED_BUFFERS = {
     "region": "smoothed", "plane": "smoothed", "lattice": "smoothed",
     "offsets_x_first": "columns", "sums": "columns",
@@ -646,18 +601,15 @@ _SHARED_BUFFERS = {
     "block_magnitude": "gx", "block_position": "gy",
 }
 
-#: most bytes :class:`_WorkArrays` keeps per thread (a batch of
+#: most bytes of work arrays kept per thread (a batch of
 #: :data:`_BATCH_PIXELS` pixels needs about 5 MB at one patch size)
 _WORK_BYTES = 32 << 20
 
-_WORK = _WorkArrays()
-
-
-def _empty(work, name, shape, dtype=np.float32):
-    """``work.empty(name, shape, dtype)``, or a fresh array when ``work`` is None."""
-    if work is None:
-        return np.empty(shape, dtype)
-    return work.empty(name, shape, dtype)
+#: DenseSIFT's large temporaries, kept per thread between batches and calls
+#: (fresh memory costs a page fault per 4 KiB page: see
+#: :mod:`~featclf.features.work_memory`). Nothing returned to the caller
+#: lives here.
+_WORK = WorkMemory(_WORK_BYTES, _SHARED_BUFFERS)
 
 
 #: row sizes (bytes) that ``cv2.transpose`` moves as one element
@@ -670,7 +622,7 @@ def _gray_side_by_side(images, work=None):
     Parameters
     ----------
     images : list of ndarray of shape (H, W) or (H, W, 3), or ndarray of shape (n, H, W[, 3])
-    work : _WorkArrays, default=None
+    work : WorkMemory, default=None
         Where to take the result's memory (None: a fresh array).
 
     Returns
@@ -701,7 +653,7 @@ def _gray_side_by_side(images, work=None):
     else:
         stack = np.ascontiguousarray(np.swapaxes(padded, 0, 1))
     if stack.dtype == np.uint8:  # to_float's values: x / 255 in float32
-        converted = _empty(work, "stack", stack.shape)
+        converted = work_array(work, "stack", stack.shape)
         np.copyto(converted, stack)
         stack = np.divide(converted, np.float32(255), out=converted)
     else:
@@ -744,7 +696,7 @@ def _gradient_polar(stack, n_bins, sigma=None, work=None, columns=None):
         Orientation bins.
     sigma : float or None, default=None
         Smoothing.
-    work : _WorkArrays, default=None
+    work : WorkMemory, default=None
         Where to take the temporaries' and results' memory (None: fresh
         arrays).
     columns : slice, default=None
@@ -763,19 +715,19 @@ def _gradient_polar(stack, n_bins, sigma=None, work=None, columns=None):
         gy_up = cv2.Sobel(down, cv2.CV_32F, 0, 1, ksize=1, scale=-0.5, borderType=replicate)
     else:
         smooth, derivative = _smoothing_kernels(float(sigma))
-        smoothed = _empty(work, "smoothed", down.shape)
+        smoothed = work_array(work, "smoothed", down.shape)
         smoothed = cv2.filter2D(down, -1, smooth[:, None], dst=smoothed, borderType=replicate)
         gx = _filter_rows(smoothed.reshape(height * n_images, width), derivative,
-                          _empty(work, "gx", across.shape), work)
+                          work_array(work, "gx", across.shape), work)
         smoothed_across = _filter_rows(across, smooth, smoothed.reshape(across.shape), work)
         gy_up = cv2.filter2D(smoothed_across.reshape(down.shape), -1, -derivative[:, None],
-                             dst=_empty(work, "gy", down.shape), borderType=replicate)
+                             dst=work_array(work, "gy", down.shape), borderType=replicate)
     gx, gy_up = gx.reshape(height * n_images, width), gy_up.reshape(height * n_images, width)
     if columns is not None:
         gx, gy_up = gx[:, columns], gy_up[:, columns]
     magnitude, angle = cv2.cartToPolar(gx, gy_up,
-                                       magnitude=_empty(work, "magnitude", gx.shape),
-                                       angle=_empty(work, "angle", gx.shape))
+                                       magnitude=work_array(work, "magnitude", gx.shape),
+                                       angle=work_array(work, "angle", gx.shape))
     # (NumPy: OpenCV's multiplication by a scalar is several times slower)
     np.multiply(angle, np.float32(n_bins / (2 * np.pi)), out=angle)
     return (magnitude.reshape(height, n_images, -1),
@@ -799,7 +751,7 @@ def _filter_rows(rows, kernel, out=None, work=None):
         An odd number of taps, centred.
     out : ndarray of shape (n_rows, width), float32, default=None
         Where to write the result (None: a fresh array).
-    work : _WorkArrays, default=None
+    work : WorkMemory, default=None
         Where to take the temporaries' memory (None: fresh arrays).
 
     Returns
@@ -817,10 +769,10 @@ def _filter_rows(rows, kernel, out=None, work=None):
     # so that every column goes through OpenCV's vectorised code (its scalar
     # tail may round differently), whatever the number of rows
     aligned = (width, n_rows + -n_rows % _COLUMN_ALIGNMENT)
-    columns = _empty(work, "columns", aligned)
+    columns = work_array(work, "columns", aligned)
     columns[:, n_rows:] = 0.0
     cv2.transpose(rows, dst=columns[:, :n_rows])
-    filtered = cv2.filter2D(columns, -1, kernel[:, None], dst=_empty(work, "filtered", aligned),
+    filtered = cv2.filter2D(columns, -1, kernel[:, None], dst=work_array(work, "filtered", aligned),
                             borderType=replicate)
     return cv2.transpose(filtered[:, :n_rows], dst=out)
 
@@ -881,7 +833,7 @@ def _pooled_orientation_maps(magnitude, position, n_bins, cell, rows, cols, on_l
         Sorted pixel rows and columns where the pooled maps are needed.
     on_lattice : bool, default=None
         Whether both are evenly spaced by ``c``, when already known.
-    work : _WorkArrays, default=None
+    work : WorkMemory, default=None
         Where the lattice path takes its temporaries' and result's memory
         (None: fresh arrays).
 
@@ -941,7 +893,7 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         ``B`` and ``c``.
     row0, n_rows, col0, n_cols : int
         The lattice.
-    work : _WorkArrays, default=None
+    work : WorkMemory, default=None
         Where to take the temporaries' and result's memory (None: fresh
         arrays).
 
@@ -955,7 +907,7 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
     # (lattice row, image, lattice column, bin), bins last (what the
     # descriptors gather); each band writes one junk row below its lattice
     # rows (overwritten by the next band) and one junk column per image
-    pooled = _empty(work, "pooled", (n_rows + 1, n_images, n_blocks_x, n_bins))
+    pooled = work_array(work, "pooled", (n_rows + 1, n_images, n_blocks_x, n_bins))
     # equal bands of at most about _LATTICE_BAND_PIXELS block pixels
     band_pixels = cell * cell * n_images * n_blocks_x * (n_rows + 1)
     n_bands = -(-band_pixels // _LATTICE_BAND_PIXELS)
@@ -968,14 +920,14 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         block_shape = (n_blocks_y, n_blocks_x)
         blocks_shape = (cell * cell, n_blocks_y * n_images * n_blocks_x)
         block_magnitude = _polyphase(magnitude, corner, block_shape, cell,
-                                     _empty(work, "block_magnitude", blocks_shape), work)
+                                     work_array(work, "block_magnitude", blocks_shape), work)
         block_position = _polyphase(position, corner, block_shape, cell,
-                                    _empty(work, "block_position", blocks_shape), work)
+                                    work_array(work, "block_position", blocks_shape), work)
         weighted_position = cv2.multiply(block_magnitude, block_position,
-                                         dst=_empty(work, "weighted_position", blocks_shape))
+                                         dst=work_array(work, "weighted_position", blocks_shape))
         # one orientation channel at a time, summed while it is in cache
-        plane = _empty(work, "plane", blocks_shape)
-        sums = _empty(work, "sums", (n_bins, 4, blocks_shape[1]))
+        plane = work_array(work, "plane", blocks_shape)
+        sums = work_array(work, "sums", (n_bins, 4, blocks_shape[1]))
         for k in range(n_bins):
             _orientation_plane(block_magnitude, weighted_position, k, n_bins, out=plane)
             np.matmul(moments, plane, out=sums[k])
@@ -987,7 +939,7 @@ def _pooled_on_lattice(magnitude, position, n_bins, cell, row0, n_rows, col0, n_
         # each image and the last block row, which wrap, are dropped)
         down = n_images * n_blocks_x
         length = sums.shape[2] - down - 1
-        lattice = _empty(work, "lattice", (n_bins, sums.shape[2]))
+        lattice = work_array(work, "lattice", (n_bins, sums.shape[2]))
         ahead = lattice[:, :length]
         np.add(sums[:, 0, down + 1:], sums[:, 1, down:-1], out=ahead)
         ahead += sums[:, 2, 1:length + 1]
@@ -1012,7 +964,7 @@ def _polyphase(plane, corner, block_shape, cell, out=None, work=None):
         Block side ``c``.
     out : ndarray of shape (c * c, n_blocks_y * n * n_blocks_x), float32, default=None
         Where to write the blocks (None: a fresh array).
-    work : _WorkArrays, default=None
+    work : WorkMemory, default=None
         Where to take the temporaries' memory (None: fresh arrays).
 
     Returns
@@ -1028,11 +980,11 @@ def _polyphase(plane, corner, block_shape, cell, out=None, work=None):
     if top >= 0 and left >= 0 and bottom <= height and right <= width:
         region = plane[top:bottom, :, left:right]
         if not region.flags.c_contiguous:
-            contiguous = _empty(work, "region", region_shape)
+            contiguous = work_array(work, "region", region_shape)
             np.copyto(contiguous, region)
             region = contiguous
     else:
-        region = _empty(work, "region", region_shape)
+        region = work_array(work, "region", region_shape)
         region.fill(0.0)
         inside_top, inside_left = max(top, 0), max(left, 0)
         inside_bottom, inside_right = min(bottom, height), min(right, width)
@@ -1043,7 +995,8 @@ def _polyphase(plane, corner, block_shape, cell, out=None, work=None):
     # strides, is several times slower), then NumPy moves r_y next to it
     # in runs of n * n_blocks_x contiguous pixels
     offsets_x_first = cv2.transpose(
-        region.reshape(-1, cell), dst=_empty(work, "offsets_x_first", (cell, region.size // cell)))
+        region.reshape(-1, cell),
+        dst=work_array(work, "offsets_x_first", (cell, region.size // cell)))
     blocks = offsets_x_first.reshape(cell, n_down, cell, n_images * n_across)
     if out is None:
         out = np.empty((cell * cell, region.size // (cell * cell)), np.float32)
