@@ -334,10 +334,11 @@ class DenseSIFT(ImageTransformer):
     side in one array (fewer calls per image), each filtered with its own
     borders; every image's descriptors are those it gets alone: bit for
     bit with cells of up to 4 pixels (the default), and within float32
-    rounding (a few ulps, under 1e-7) with larger cells, whose lattice matrix products
-    round differently with the batch's width. Smoothing and differentiation are one separable filter per
-    direction. When the grid step is a multiple of the cell size (the
-    default grid) the cell centres form a lattice with spacing ``c``, and
+    rounding (a few ulps, under 1e-7) with larger cells, whose lattice
+    matrix products round differently with the batch's width. Smoothing
+    and differentiation are one separable filter per direction. When the
+    grid step is a multiple of the cell size (the default grid) the cell
+    centres form a lattice with spacing ``c``, and
     step 4 is evaluated only there: each ``c x c`` block of pixels between
     lattice points is reduced to its four bilinear weighted sums by one
     matrix product per orientation (:func:`_pooled_on_lattice`); other
