@@ -396,3 +396,36 @@ def test_dense_grid_scales_share_centres():
 def test_bad_parameters_are_named(params, match, camera):
     with pytest.raises(ValueError, match=match):
         DenseSIFT(**params).fit([camera])
+
+
+@pytest.mark.parametrize("shape, patch_sizes", [((128, 64), (16, 24, 32, 40)), ((45, 50), (12, 24))])
+def test_filtering_by_product_describes_as_cv2_filter(shape, patch_sizes, camera, monkeypatch):
+    # the filtering path's passes as matrix products at the sampled columns
+    # and rows (few columns) give cv2.filter2D's values: the same taps, and
+    # the zero taps add exact zeros (measured bit for bit; allow float rounding)
+    from featclf.features import sift
+
+    height, width = shape
+    images = np.stack([camera[:height, :width], camera[-height:, -width:],
+                       camera[::-1, ::-1][:height, :width]])
+    step = DenseSIFT(step=8, patch_sizes=patch_sizes, contrast_threshold=0).fit(images)
+    plan = sift._grid_plan(shape, 8, patch_sizes, 4, 8, 2.0)
+    assert any(not scale.on_lattice and len(scale.cols) <= 2 * (2 * scale.cell - 1)
+               for scale in plan[0])  # the product is used
+    by_product = step.transform(images)
+    monkeypatch.setattr(sift, "_PRODUCT_COLUMNS_PER_TAP", 0)
+    by_filter = step.transform(images)
+    for a, b in zip(by_product, by_filter):
+        assert len(a) > 0
+        np.testing.assert_allclose(a.descriptors, b.descriptors, rtol=0, atol=1e-7)
+
+
+def test_sampling_kernel_is_the_triangular_kernel():
+    from featclf.features.sift import _sampling_kernel
+
+    matrix = _sampling_kernel(9, np.array([0, 4, 8]), 3, 4)
+    assert matrix.shape == (9, 4) and matrix.dtype == np.float32
+    np.testing.assert_array_equal(matrix[:, 3], 0.0)
+    np.testing.assert_allclose(matrix[:, 1], [0, 0, 1 / 3, 2 / 3, 1, 2 / 3, 1 / 3, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(matrix[:3, 0], [1, 2 / 3, 1 / 3], rtol=1e-6)
+    np.testing.assert_array_equal(matrix[3:, 0], 0.0)  # zero outside the axis, no wrap
