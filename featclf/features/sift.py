@@ -342,7 +342,9 @@ class DenseSIFT(ImageTransformer):
     step 4 is evaluated only there: each ``c x c`` block of pixels between
     lattice points is reduced to its four bilinear weighted sums by one
     matrix product per orientation (:func:`_pooled_on_lattice`); other
-    grids filter the channels (:func:`_pooled_by_filtering`). Both give the
+    grids filter the channels (:func:`_pooled_by_filtering`), by matrix
+    products evaluated only at the sampled rows and columns when there
+    are few of them (small images, large cells). All give the
     convolution's values up to float rounding. The large temporaries are
     kept from one call to the next, per thread (about 5-10 MB, at most 32 MB),
     since first touches of fresh memory cost more than the arithmetic.
