@@ -423,7 +423,8 @@ def test_filtering_by_product_describes_as_cv2_filter(shape, patch_sizes, camera
 def test_sampling_kernel_is_the_triangular_kernel():
     from featclf.features.sift import _sampling_kernel
 
-    matrix = _sampling_kernel(9, np.array([0, 4, 8]), 3, 4)
+    matrix = _sampling_kernel(9, (0, 4, 8), 3, 4)
+    assert not matrix.flags.writeable  # cached
     assert matrix.shape == (9, 4) and matrix.dtype == np.float32
     np.testing.assert_array_equal(matrix[:, 3], 0.0)
     np.testing.assert_allclose(matrix[:, 1], [0, 0, 1 / 3, 2 / 3, 1, 2 / 3, 1 / 3, 0, 0], rtol=1e-6)

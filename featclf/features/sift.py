@@ -1053,7 +1053,7 @@ def _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols, work=Non
     aligned = len(cols) + -len(cols) % _COLUMN_ALIGNMENT
     by_product = len(cols) <= _PRODUCT_COLUMNS_PER_TAP * kernel.size
     if by_product:
-        columns_kernel = _sampling_kernel(width, cols, cell, aligned)
+        columns_kernel = _sampling_kernel(width, tuple(cols.tolist()), cell, aligned)
     pooled = work_array(work, "pooled", (n_images, len(rows), len(cols), n_bins))
     rows_per_band = max(1, _BAND_PIXELS // (n_images * width))
     start = 0
@@ -1079,7 +1079,8 @@ def _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols, work=Non
             np.matmul(planes.reshape(-1, width), columns_kernel,
                       out=across.reshape(-1, aligned))
             n_sampled = stop - start
-            rows_kernel = _sampling_kernel(n_band, rows[start:stop] - top, cell, n_sampled).T
+            band_rows = tuple((rows[start:stop] - top).tolist())
+            rows_kernel = _sampling_kernel(n_band, band_rows, cell, n_sampled).T
             down = work_array(work, "band_down", (n_bins, n_sampled, n_images * aligned))
             np.matmul(rows_kernel, across, out=down)
             sampled = down.reshape(n_bins, n_sampled, n_images, aligned)[..., :len(cols)]
@@ -1105,6 +1106,7 @@ def _pooled_by_filtering(magnitude, position, n_bins, cell, rows, cols, work=Non
     return pooled
 
 
+@functools.lru_cache(maxsize=256)
 def _sampling_kernel(length, samples, cell, n_out):
     """The triangular kernel's pass along one axis, at ``samples`` only, as a matrix.
 
@@ -1112,7 +1114,7 @@ def _sampling_kernel(length, samples, cell, n_out):
     ----------
     length : int
         Pixels along the axis.
-    samples : ndarray of int
+    samples : tuple of int
         Where the filtered values are wanted.
     cell : int
         Cell size ``c``.
@@ -1125,11 +1127,13 @@ def _sampling_kernel(length, samples, cell, n_out):
         Column ``j < len(samples)`` holds ``max(0, 1 - |x - samples[j]| / c)``
         at row ``x`` (the kernel's float32 taps, zero outside the axis as
         ``cv2.filter2D`` with a constant border); the other columns are zero.
+        Read-only (cached).
     """
     distance = np.abs(np.arange(length, dtype=np.float32)[:, None]
                       - np.asarray(samples, dtype=np.float32)[None, :])
     matrix = np.zeros((length, n_out), np.float32)
     matrix[:, :len(samples)] = np.maximum(1.0 - distance / np.float32(cell), np.float32(0.0))
+    matrix.flags.writeable = False
     return matrix
 
 
